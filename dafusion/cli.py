@@ -1,0 +1,200 @@
+"""The ``cycler`` command line. Click stays here, at the edge: every command
+resolves a typed configuration, calls the library, and turns the library's
+boundary errors into one clear message and exit status 1."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import click
+
+from dafusion import __version__
+from dafusion.config import ConfigError, dump_config, load_config
+
+_USER_ERRORS = (ConfigError, ValueError, FileExistsError, FileNotFoundError, RuntimeError)
+
+
+def _friendly(fn: Callable) -> Callable:
+    """Report the library's boundary errors as ``Error: <message>``, exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _USER_ERRORS as err:
+            raise click.ClickException(str(err)) from err
+
+    return wrapper
+
+
+def _config_options(fn: Callable) -> Callable:
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                      help="Override a configuration value (repeatable).")(fn)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        help="YAML configuration file (defaults if omitted).")(fn)
+
+
+@contextlib.contextmanager
+def _bar(total: int, desc: str) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True,
+              disable=None, file=sys.stderr) as bar:
+        yield bar
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cycler")
+def main() -> None:
+    """dafusion: data assimilation cycling with a diffusion prior and an emulator."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+@main.group()
+def config() -> None:
+    """Inspect configurations."""
+
+
+@config.command("show")
+@_config_options
+@_friendly
+def config_show(config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Print the resolved configuration (file + --set overrides + defaults)."""
+    click.echo(dump_config(load_config(config_path, overrides)), nl=False)
+
+
+# --------------------------------------------------------------------------- world
+
+
+@main.group()
+def world() -> None:
+    """The Held-Suarez OSSE world (needs the 'world' extra)."""
+
+
+@world.command("generate")
+@_config_options
+@click.option("--out", default="data/world.zarr", show_default=True,
+              type=click.Path(), help="Zarr store to write (WeatherBench-2 layout).")
+@click.option("--days", type=float, help="Shortcut for --set world.days=N.")
+@click.option("--force", is_flag=True, help="Overwrite an existing store.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted generation.")
+@_friendly
+def world_generate(config_path: str | None, overrides: tuple[str, ...], out: str,
+                   days: float | None, force: bool, resume: bool) -> None:
+    """Spin up Held-Suarez and write a 6-hourly nature run."""
+    from dafusion.world import generate_world
+
+    if days is not None:
+        overrides = overrides + (f"world.days={days}",)
+    cfg = load_config(config_path, overrides)
+    timing = generate_world(cfg.world, out, force=force, resume=resume, progress=_bar)
+    rate = timing["simulated_days"] / max(timing["seconds"], 1e-9)
+    click.echo(f"wrote {out}: {timing['simulated_days']:g} simulated days in "
+               f"{timing['seconds']:.1f} s ({rate:.2f} days/s, spin-up excluded)")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@main.group()
+def data() -> None:
+    """Read ERA5-like gridded data (zarr, netCDF, GRIB)."""
+
+
+@data.command("inspect")
+@click.argument("path", type=click.Path())
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Use data.channels from this configuration.")
+@click.option("--channels", help="Comma-separated channels, e.g. t850,z500,sp.")
+@_friendly
+def data_inspect(path: str, config_path: str | None, channels: str | None) -> None:
+    """Print channels, units, grid, time range and per-channel statistics."""
+    from dafusion.data import GriddedSource, available_channels, describe, open_dataset
+
+    if channels:
+        names = channels.split(",")
+    elif config_path:
+        names = load_config(config_path).data.channels
+    else:
+        names = available_channels(open_dataset(path))
+    click.echo(describe(GriddedSource.open(path, names)))
+
+
+@data.command("export")
+@click.argument("path", type=click.Path())
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--start", required=True, help="First valid time (ISO).")
+@click.option("--end", required=True, help="Last valid time (ISO), inclusive.")
+@click.option("--every", "every_hours", default=12, show_default=True, type=int,
+              help="Keep valid times whose hour is a multiple of this.")
+@click.option("--channels", help="Comma-separated channels (default: data.channels).")
+@click.option("--no-pack", is_flag=True, help="Store float32 instead of packed int16.")
+@click.option("--force", is_flag=True)
+@_config_options
+@_friendly
+def data_export(path: str, out: str, start: str, end: str, every_hours: int,
+                channels: str | None, no_pack: bool, force: bool,
+                config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Write a time window as compact WeatherBench-2-layout netCDF."""
+    from dafusion.data import GriddedSource, export
+
+    cfg = load_config(config_path, overrides)
+    names = channels.split(",") if channels else cfg.data.channels
+    source = GriddedSource.open(path, names)
+    command = " ".join(["cycler", "data", "export", Path(path).name] + sys.argv[4:])
+    export(source, out, start=start, end=end, every_hours=every_hours, pack=not no_pack,
+           force=force, attrs={"history": command})
+    click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)")
+
+
+# --------------------------------------------------------------------------- obs
+
+
+@main.group()
+def obs() -> None:
+    """Observation tables."""
+
+
+@obs.command("synth")
+@click.option("--truth", type=click.Path(), help="Truth data (default: shipped demo truth).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--station-list", type=click.Path(dir_okay=False),
+              help="IGRA2 station list: place stations at its coordinates.")
+@click.option("--start", help="First valid time (default: start of the truth).")
+@click.option("--end", help="Last valid time (default: end of the truth).")
+@click.option("--force", is_flag=True)
+@_config_options
+@_friendly
+def obs_synth(truth: str | None, out: str, station_list: str | None, start: str | None,
+              end: str | None, force: bool, config_path: str | None,
+              overrides: tuple[str, ...]) -> None:
+    """Observe the truth with a radiosonde-like network; write the observation table."""
+    from dafusion.data import GriddedSource, demo_truth_path
+    from dafusion.obs.synth import land_network, station_list_network, synthesise
+    from dafusion.obs.table import write_table
+
+    if station_list:
+        overrides = overrides + (f"obs.station_list={json.dumps(station_list)}",)
+    cfg = load_config(config_path, overrides)
+    if Path(out).exists() and not force:
+        raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
+    source = GriddedSource.open(truth or demo_truth_path(), cfg.data.channels)
+    if cfg.obs.station_list:
+        network = station_list_network(cfg.obs.station_list, cfg.obs.n_stations, cfg.obs.seed)
+    else:
+        network = land_network(cfg.obs.n_stations, cfg.obs.northern_fraction, cfg.obs.seed)
+    table = synthesise(source, network, cfg.obs, start, end)
+    write_table(table, out, force=force,
+                attrs={"dafusion_config": dump_config(cfg), "truth": Path(source.path).name})
+    click.echo(f"wrote {out}: {len(table)} observations from {network.lat.size} stations")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

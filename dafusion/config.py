@@ -1,0 +1,269 @@
+"""Typed configuration: dataclasses that mirror the YAML files in ``configs/``.
+
+Loading validates everything before any computation starts: an unknown key, a
+wrong type or an impossible value raises :class:`ConfigError` naming the file
+and the key path, e.g. ``configs/world.yaml: world.spinup_days: expected int,
+got 'ten'``. ``--set a.b.c=value`` overrides are parsed as YAML scalars and
+validated the same way. The library never reads YAML except here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file and key path in the message."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclasses.dataclass
+class WorldConfig:
+    """The Held-Suarez nature run (``cycler world generate``)."""
+
+    seed: int = 0
+    truncation: int = 21  # triangular truncation T21 -> 32x64 nodes
+    layers: int = 8  # equidistant sigma levels
+    dt_minutes: float = 30.0
+    spinup_days: float = 200.0
+    start: str = "2010-01-01T00:00"  # valid time of the first written state
+    days: float = 4018.0  # 2010-01-01 .. 2021-01-01
+    output_hours: int = 6
+    levels: list[int] = dataclasses.field(default_factory=lambda: [850, 500])
+    chunk_days: int = 30  # states written (and progress checkpointed) per chunk
+    perturbation_k: float = 0.1  # std of the seeded initial temperature noise
+
+    def validate(self, path: str) -> None:
+        _positive(self, path, "truncation", "layers", "dt_minutes", "days",
+                  "output_hours", "chunk_days")
+        _non_negative(self, path, "spinup_days", "perturbation_k")
+        _parse_time(self.start, f"{path}.start")
+        if (self.output_hours * 60) % self.dt_minutes:
+            raise ConfigError(f"{path}.output_hours: {self.output_hours} h is not a "
+                              f"multiple of dt_minutes={self.dt_minutes}")
+        for i, lev in enumerate(self.levels):
+            if not 50 <= lev <= 1000:
+                raise ConfigError(f"{path}.levels[{i}]: {lev} hPa outside 50..1000")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the truth/training data lives and which channels form the state."""
+
+    path: str = "data/world.zarr"
+    channels: list[str] = dataclasses.field(
+        default_factory=lambda: ["t850", "t500", "u850", "u500", "v850", "v500",
+                                 "z850", "z500", "sp"])
+    train_start: str = "2010-01-01"
+    train_end: str = "2018-12-31T18:00"
+    valid_start: str = "2019-01-01"
+    valid_end: str = "2019-12-31T18:00"
+
+    def validate(self, path: str) -> None:
+        from dafusion.variables import parse_channel
+
+        if not self.channels:
+            raise ConfigError(f"{path}.channels: must list at least one channel")
+        for i, name in enumerate(self.channels):
+            try:
+                parse_channel(name)
+            except ValueError as err:
+                raise ConfigError(f"{path}.channels[{i}]: {err}") from None
+        if len(set(self.channels)) != len(self.channels):
+            raise ConfigError(f"{path}.channels: duplicate channel names")
+        for key in ("train_start", "train_end", "valid_start", "valid_end"):
+            _parse_time(getattr(self, key), f"{path}.{key}")
+        if _parse_time(self.train_start, "") > _parse_time(self.train_end, ""):
+            raise ConfigError(f"{path}.train_end: before train_start")
+
+
+@dataclasses.dataclass
+class SynthObsConfig:
+    """A radiosonde-like network observing the truth (``cycler obs synth``)."""
+
+    seed: int = 0
+    n_stations: int = 150
+    northern_fraction: float = 0.75  # share of stations north of the equator
+    hours: list[int] = dataclasses.field(default_factory=lambda: [0, 12])
+    station_list: str = ""  # optional IGRA2 station list: use its coordinates
+    # observation error std per base variable, physical units
+    error_std: dict[str, float] = dataclasses.field(default_factory=lambda: {
+        "temperature": 1.0, "u_component_of_wind": 2.0,
+        "v_component_of_wind": 2.0, "geopotential": 100.0,
+        "surface_pressure": 100.0})
+
+    def validate(self, path: str) -> None:
+        from dafusion.variables import VARIABLES
+
+        _positive(self, path, "n_stations")
+        if not 0.0 <= self.northern_fraction <= 1.0:
+            raise ConfigError(f"{path}.northern_fraction: {self.northern_fraction} "
+                              "outside 0..1")
+        for h in self.hours:
+            if not 0 <= h <= 23:
+                raise ConfigError(f"{path}.hours: {h} is not an hour of the day")
+        for name, std in self.error_std.items():
+            if name not in VARIABLES:
+                raise ConfigError(f"{path}.error_std.{name}: unknown variable; "
+                                  f"known: {sorted(VARIABLES)}")
+            if not std > 0:
+                raise ConfigError(f"{path}.error_std.{name}: must be > 0, got {std}")
+
+
+@dataclasses.dataclass
+class Config:
+    """Root of every configuration file; later layers add their sections here."""
+
+    world: WorldConfig = dataclasses.field(default_factory=WorldConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    obs: SynthObsConfig = dataclasses.field(default_factory=SynthObsConfig)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = (),
+                cls: type = Config) -> Any:
+    """Load a YAML file (or the defaults when ``path`` is None) into ``cls``.
+
+    ``overrides`` are ``"a.b.c=value"`` strings applied after the file.
+    Raises ConfigError naming the file and key path on any problem.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ConfigError(f"{source}: cannot read ({err.strerror})") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{source}: not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: top level must be a mapping, got "
+                              f"{type(raw).__name__}")
+    for item in overrides:
+        _apply_override(raw, item, source)
+    try:
+        return from_dict(cls, raw, "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def from_dict(cls: type, raw: Any, path: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or '<root>'}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        key = _join(path, str(unknown[0]))
+        raise ConfigError(f"{key}: unknown key; allowed: {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, _join(path, k)) for k, v in raw.items()}
+    obj = cls(**kwargs)
+    for f in dataclasses.fields(cls):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value) and hasattr(value, "validate"):
+            value.validate(_join(path, f.name))
+    if hasattr(obj, "validate") and path == "":
+        obj.validate("")
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-Python (YAML-safe) view of a config dataclass."""
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
+
+
+def dump_config(obj: Any) -> str:
+    """The resolved configuration as YAML text (what every command records)."""
+    return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, _join(path, str(k))) for k, v in value.items()}
+    return _scalar(tp, value, path)
+
+
+def _scalar(tp: type, value: Any, path: str) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()  # YAML turns 2020-01-01 into a date
+    if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        return value
+    raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}")
+
+
+def _apply_override(raw: dict, item: str, source: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {item!r}: expected key.path=value")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{source}: --set {key}: {part} is not a section")
+    node[parts[-1]] = value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _parse_time(text: str, path: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: expected an ISO date/time, got {text!r}") from None
+
+
+def _positive(obj: Any, path: str, *names: str) -> None:
+    for name in names:
+        if not getattr(obj, name) > 0:
+            raise ConfigError(f"{path}.{name}: must be > 0, got {getattr(obj, name)!r}")
+
+
+def _non_negative(obj: Any, path: str, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) < 0:
+            raise ConfigError(f"{path}.{name}: must be >= 0, got {getattr(obj, name)!r}")

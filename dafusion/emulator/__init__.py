@@ -1,0 +1,2 @@
+"""Forecast models (LUCIE-style SFNO emulator, persistence). Not built yet:
+see docs/ARCHITECTURE.md for the planned interface."""

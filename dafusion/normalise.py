@@ -1,0 +1,123 @@
+"""The normaliser: the only object converting physical <-> normalised values.
+
+It holds one mean and one standard deviation per channel, computed from
+training data, and is saved as netCDF next to every checkpoint. Statistics are
+**area-weighted** over the sphere (latitude weights of the data's grid) and
+pooled over all training times: a grid point near the pole counts for its
+area, not once per longitude.
+
+Works on numpy arrays, torch tensors and xarray objects whose channel axis is
+``axis`` (default -3: ``(..., channel, lat, lon)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from dafusion.grids import Grid
+
+
+@dataclasses.dataclass(frozen=True)
+class Normaliser:
+    """Per-channel z-scoring: ``x_norm = (x_phys - mean) / std``."""
+
+    channels: tuple[str, ...]
+    mean: np.ndarray  # (channel,) physical units
+    std: np.ndarray  # (channel,) physical units, > 0
+    units: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.channels)
+        if self.mean.shape != (n,) or self.std.shape != (n,):
+            raise ValueError(f"normaliser: {n} channels but mean {self.mean.shape}, "
+                             f"std {self.std.shape}")
+        if not np.all(np.isfinite(self.mean)) or not np.all(self.std > 0):
+            bad = [c for c, s in zip(self.channels, self.std) if not s > 0]
+            raise ValueError(f"normaliser: non-finite mean or non-positive std for {bad}")
+
+    # ------------------------------------------------------------------ convert
+    def normalise(self, x: Any, axis: int = -3) -> Any:
+        """Physical -> normalised."""
+        mean, std = self._shaped(x, axis)
+        return (x - mean) / std
+
+    def denormalise(self, x: Any, axis: int = -3) -> Any:
+        """Normalised -> physical."""
+        mean, std = self._shaped(x, axis)
+        return x * std + mean
+
+    def scale_variance(self, variance: Any, axis: int = -3) -> Any:
+        """A physical error variance expressed in normalised units (divide by std**2)."""
+        _, std = self._shaped(variance, axis)
+        return variance / std**2
+
+    def _shaped(self, x: Any, axis: int) -> tuple[Any, Any]:
+        ndim = x.ndim
+        if x.shape[axis] != len(self.channels):
+            raise ValueError(f"normaliser has {len(self.channels)} channels "
+                             f"{list(self.channels)}, array has {x.shape[axis]} on axis {axis}")
+        shape = [1] * ndim
+        shape[axis] = len(self.channels)
+        mean, std = self.mean.reshape(shape), self.std.reshape(shape)
+        if type(x).__module__.startswith("torch"):
+            import torch
+
+            return (torch.as_tensor(mean, dtype=x.dtype, device=x.device),
+                    torch.as_tensor(std, dtype=x.dtype, device=x.device))
+        if isinstance(x, xr.DataArray):
+            dim = x.dims[axis]
+            return (xr.DataArray(self.mean, dims=[dim]), xr.DataArray(self.std, dims=[dim]))
+        return mean, std
+
+    # ------------------------------------------------------------------ fit / io
+    @classmethod
+    def fit(cls, stack: xr.DataArray, grid: Grid) -> "Normaliser":
+        """Area-weighted statistics of a ``(time, channel, lat, lon)`` stack."""
+        w = xr.DataArray(grid.lat_weights, dims=["lat"]) / stack.sizes["lon"]
+        w = w / stack.sizes["time"]
+        mean = (stack * w).sum(["time", "lat", "lon"])
+        var = (((stack - mean) ** 2) * w).sum(["time", "lat", "lon"])
+        stats = xr.Dataset({"mean": mean, "var": var}).compute()
+        mean, var = (stats[k].values.astype(np.float64) for k in ("mean", "var"))
+        units = tuple(str(u) for u in stack.attrs.get("channel_units", ()))
+        return cls(tuple(str(c) for c in stack["channel"].values), mean,
+                   np.sqrt(var), units)
+
+    def to_dataset(self) -> xr.Dataset:
+        ds = xr.Dataset(
+            {"mean": ("channel", self.mean), "std": ("channel", self.std)},
+            coords={"channel": list(self.channels)},
+            attrs={"title": "dafusion per-channel normalisation statistics",
+                   "convention": "x_norm = (x - mean) / std; area-weighted"})
+        if self.units:
+            ds["units"] = ("channel", list(self.units))
+        return ds
+
+    def save(self, path: str | Path) -> None:
+        self.to_dataset().to_netcdf(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Normaliser":
+        try:
+            with xr.open_dataset(path) as ds:
+                ds = ds.load()
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: not a readable normaliser file ({err})") from None
+        missing = {"mean", "std", "channel"} - set(ds.variables)
+        if missing:
+            raise ValueError(f"{path}: normaliser file lacks {sorted(missing)}")
+        units = tuple(str(u) for u in ds["units"].values) if "units" in ds else ()
+        return cls(tuple(str(c) for c in ds["channel"].values),
+                   ds["mean"].values.astype(np.float64),
+                   ds["std"].values.astype(np.float64), units)
+
+    def check_channels(self, channels: list[str] | tuple[str, ...], where: str) -> None:
+        """Raise naming ``where`` if the channel list differs from the normaliser's."""
+        if tuple(channels) != self.channels:
+            raise ValueError(f"{where}: channels {list(channels)} do not match the "
+                             f"normaliser's {list(self.channels)}")
