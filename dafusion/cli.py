@@ -109,15 +109,18 @@ def data() -> None:
 
 
 @data.command("inspect")
-@click.argument("path", type=click.Path())
+@click.argument("path", type=click.Path(), required=False)
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Use data.channels from this configuration.")
 @click.option("--channels", help="Comma-separated channels, e.g. t850,z500,sp.")
 @_friendly
-def data_inspect(path: str, config_path: str | None, channels: str | None) -> None:
-    """Print channels, units, grid, time range and per-channel statistics."""
-    from dafusion.data import GriddedSource, available_channels, describe, open_dataset
+def data_inspect(path: str | None, config_path: str | None, channels: str | None) -> None:
+    """Print channels, units, grid, time range and per-channel statistics of
+    PATH (default: the shipped demo truth)."""
+    from dafusion.data import (GriddedSource, available_channels, demo_truth_path, describe,
+                               open_dataset)
 
+    path = path or demo_truth_path()
     if channels:
         names = channels.split(",")
     elif config_path:

@@ -125,8 +125,9 @@ def _check(where: str, column: str, bad: np.ndarray, values: np.ndarray, hint: s
     if np.any(bad):
         i = int(np.argmax(bad))
         extra = f" ({hint})" if hint else ""
+        value = values[i].item() if hasattr(values[i], "item") else values[i]
         raise ObsTableError(f"{where}: column {column}, row {i}: invalid value "
-                            f"{values[i]!r}{extra}; {int(bad.sum())} bad rows in all")
+                            f"{value!r}{extra}; {int(bad.sum())} bad rows in all")
 
 
 def write_table(table: ObservationTable, path: str | Path, *, force: bool = False,

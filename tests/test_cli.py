@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dafusion.cli import main
+from dafusion.obs.table import read_table
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_help_lists_the_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("config", "data", "obs", "world"):
+        assert f"  {command} " in result.output
+
+
+def test_config_errors_exit_1_with_the_key_path(tmp_path):
+    result = run("config", "show", "--set", "world.layers=ten")
+    assert result.exit_code == 1
+    assert "Error: <defaults>: world.layers: expected int, got 'ten'" in result.output
+
+
+def test_data_inspect(wb2_zarr):
+    result = run("data", "inspect", wb2_zarr)
+    assert result.exit_code == 0, result.output
+    assert "equiangular_32x64" in result.output and "z850" in result.output
+    result = run("data", "inspect", wb2_zarr, "--channels", "t850,q700")
+    assert result.exit_code == 1 and "specific_humidity" in result.output
+
+
+def test_data_export_then_inspect(tmp_path, wb2_zarr):
+    out = tmp_path / "small.nc"
+    result = run("data", "export", wb2_zarr, "--out", out, "--start", "2020-01-01",
+                 "--end", "2020-01-02T00", "--every", "12", "--channels", "t850,z500,sp")
+    assert result.exit_code == 0, result.output
+    from dafusion.data import GriddedSource
+
+    back = GriddedSource.open(out, ["t850", "z500", "sp"])
+    assert list(back.times.astype("datetime64[h]").astype(str)) == [
+        "2020-01-01T00", "2020-01-01T12", "2020-01-02T00"]
+    again = run("data", "export", wb2_zarr, "--out", out, "--start", "2020-01-01",
+                "--end", "2020-01-02", "--channels", "t850")
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_obs_synth_writes_a_table_that_reads_back(tmp_path, wb2_zarr):
+    out = tmp_path / "obs.nc"
+    args = ["obs", "synth", "--truth", wb2_zarr, "--out", out, "--set", "obs.n_stations=20",
+            "--set", "data.channels=[t850,z500,sp]"]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    table = read_table(out)
+    assert len(table) == 4 * 3 * 20 and np.unique(table.station_id).size == 20
+    again = run(*args)
+    assert again.exit_code == 1 and "already exists; pass --force" in again.output
+    forced = run(*args, "--force", "--set", "obs.seed=1")
+    assert forced.exit_code == 0 and not read_table(out).equals(table)
+
+
+def test_obs_synth_with_a_real_station_list(tmp_path, wb2_zarr):
+    from conftest import real_file
+
+    stations = real_file("igra2", "igra2-station-list.txt")
+    out = tmp_path / "obs.nc"
+    result = run("obs", "synth", "--truth", wb2_zarr, "--out", out, "--station-list", stations,
+                 "--set", "obs.n_stations=30", "--set", "data.channels=[t500]")
+    assert result.exit_code == 0, result.output
+    assert np.unique(read_table(out).station_id).size == 30
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data", "inspect", "nowhere.nc"], "nowhere.nc: no such file"),
+    (["obs", "synth", "--truth", "nowhere.zarr", "--out", "x.nc"], "nowhere.zarr: no such file"),
+])
+def test_bad_paths(tmp_path, args, message):
+    result = run(*args)
+    assert result.exit_code == 1 and message in result.output
