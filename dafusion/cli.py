@@ -157,6 +157,34 @@ def data_export(path: str, out: str, start: str, end: str, every_hours: int,
     click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)")
 
 
+@data.command("normaliser")
+@click.option("--data", "data_path", type=click.Path(),
+              help="Training data (default: data.path of the configuration).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True)
+@_config_options
+@_friendly
+def data_normaliser(data_path: str | None, out: str, force: bool, config_path: str | None,
+                    overrides: tuple[str, ...]) -> None:
+    """Compute per-channel normalisation statistics over the training period."""
+    from dafusion.data import GriddedSource
+    from dafusion.normalise import Normaliser
+
+    cfg = load_config(config_path, overrides)
+    if Path(out).exists() and not force:
+        raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
+    source = GriddedSource.open(data_path or cfg.data.path, cfg.data.channels)
+    stack = source.stack(cfg.data.train_start, cfg.data.train_end)
+    if stack.sizes["time"] == 0:
+        raise click.ClickException(f"{source.path}: no times in the training period "
+                                   f"{cfg.data.train_start} .. {cfg.data.train_end}")
+    norm = Normaliser.fit(stack, source.grid)
+    norm.save(out)
+    click.echo(f"wrote {out} from {stack.sizes['time']} times")
+    for name, mean, std in zip(norm.channels, norm.mean, norm.std):
+        click.echo(f"{name:<8} mean {mean:12.5g}  std {std:10.4g}")
+
+
 # --------------------------------------------------------------------------- obs
 
 

@@ -294,7 +294,8 @@ def export(source: GriddedSource, out: str | Path, *, start: str, end: str,
     """Write a time window of the source's channels as WeatherBench-2-layout netCDF.
 
     ``pack`` stores int16 with per-variable ``scale_factor``/``add_offset`` (as the
-    CDS does; resolution (max - min) / 65533) and zlib, for small shipped files.
+    CDS does; resolution (max - min) / 65530) and zlib, for small shipped files.
+    The written file is read back and compared before it takes its final name.
     Written to a temporary name and renamed, so a partial file never looks complete.
     """
     out = Path(out)
@@ -321,21 +322,35 @@ def export(source: GriddedSource, out: str | Path, *, start: str, end: str,
         enc: dict = {"zlib": True, "complevel": 9}
         if pack:
             lo, hi = float(values.min()), float(values.max())
-            scale = (hi - lo) / 65533 if hi > lo else 1.0
+            # packed values span +-32765, clear of the fill value -32767
+            scale = (hi - lo) / 65530 if hi > lo else 1.0
             enc.update(dtype="int16", scale_factor=scale, add_offset=(hi + lo) / 2,
                        _FillValue=np.int16(-32767))
         encoding[name] = enc
     tmp = out.with_name(out.name + ".partial")
     ds.to_netcdf(tmp, encoding=encoding)
+    _check_written(tmp, ds, encoding)
     tmp.replace(out)
     return out
+
+
+def _check_written(path: Path, expected: xr.Dataset, encoding: dict[str, dict]) -> None:
+    """Read ``path`` back: every value within half a packing step of the original."""
+    with xr.open_dataset(path) as back:
+        for name in expected.data_vars:
+            tol = encoding[name].get("scale_factor", 0.0) * 0.501
+            err = np.abs(back[name].values - expected[name].values)
+            if not np.all(err <= tol + 1e-6 * np.abs(expected[name].values)):
+                path.unlink()
+                raise DataError(f"{path}: '{name}' did not survive writing "
+                                f"(max error {np.nanmax(err)}, NaNs: {int(np.isnan(err).sum())})")
 
 
 def demo_truth_path() -> str:
     """The truth window shipped inside the package (see dafusion/demo/README.md)."""
     from importlib import resources
 
-    path = resources.files("dafusion") / "demo" / "truth_2020-01.nc"
+    path = resources.files("dafusion") / "demo" / "truth.nc"
     if not path.is_file():
         raise DataError(f"{path}: the shipped demo truth is missing from this installation")
     return str(path)

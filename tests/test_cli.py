@@ -78,3 +78,22 @@ def test_obs_synth_with_a_real_station_list(tmp_path, wb2_zarr):
 def test_bad_paths(tmp_path, args, message):
     result = run(*args)
     assert result.exit_code == 1 and message in result.output
+
+
+def test_data_normaliser_uses_the_training_period(tmp_path, wb2_zarr):
+    from dafusion.data import GriddedSource
+    from dafusion.normalise import Normaliser
+
+    out = tmp_path / "norm.nc"
+    result = run("data", "normaliser", "--data", wb2_zarr, "--out", out,
+                 "--set", "data.channels=[t850,sp]", "--set", "data.train_start=2020-01-01",
+                 "--set", "data.train_end=2020-01-01T18:00")
+    assert result.exit_code == 0, result.output
+    norm = Normaliser.load(out)
+    source = GriddedSource.open(wb2_zarr, ["t850", "sp"])
+    expected = Normaliser.fit(source.stack("2020-01-01", "2020-01-01T18"), source.grid)
+    assert norm.channels == ("t850", "sp")
+    np.testing.assert_allclose(norm.mean, expected.mean, rtol=1e-12)
+    empty = run("data", "normaliser", "--data", wb2_zarr, "--out", tmp_path / "n2.nc",
+                "--set", "data.train_start=1990-01-01", "--set", "data.train_end=1990-02-01")
+    assert empty.exit_code == 1 and "no times in the training period" in empty.output

@@ -162,3 +162,24 @@ def test_real_era5_grib_matches_netcdf():
     diff = np.abs(nc.values - grib.values).max(axis=(1, 2))
     assert np.all(diff[:2] < 7e-4)  # K: the netCDF's int16 packing (README: 6e-4)
     assert np.all(diff[2:] < 0.5)  # m2 s-2 (README: 0.4)
+
+
+def test_packed_export_keeps_extremes_and_resolution(tmp_path, wb2_zarr):
+    from dafusion.data import export
+
+    source = GriddedSource.open(wb2_zarr, CHANNELS)
+    out = export(source, tmp_path / "packed.nc", start="2020-01-01", end="2020-01-02T18",
+                 every_hours=6)
+    back = GriddedSource.open(out, CHANNELS).stack().values
+    original = source.stack().values
+    assert np.all(np.isfinite(back))  # the extremes must not collide with the fill value
+    ds = xr.open_dataset(out)
+    span = {n: float(source.ds[n].max() - source.ds[n].min()) for n in ds.data_vars}
+    for name in ds.data_vars:  # the packing step is (variable range) / 65530
+        assert ds[name].encoding["scale_factor"] == pytest.approx(span[name] / 65530, rel=1e-6)
+    half_step = np.array([span[c.variable.name] / 65530 / 2 for c in source.channels])
+    float32_eps = np.abs(original).max(axis=(0, 2, 3)) * 2.0**-23
+    error = np.abs(back - original).max(axis=(0, 2, 3))
+    assert np.all(error <= half_step + 2 * float32_eps)
+    with pytest.raises(FileExistsError):
+        export(source, out, start="2020-01-01", end="2020-01-02", every_hours=6)

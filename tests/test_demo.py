@@ -1,0 +1,44 @@
+"""The demo truth shipped inside the package."""
+
+import numpy as np
+import xarray as xr
+
+from dafusion.config import load_config
+from dafusion.data import GriddedSource, demo_truth_path
+from dafusion.grids import EquiangularGrid
+
+DEMO_BUDGET_BYTES = 15_000_000  # all shipped demo data together
+
+
+def test_demo_truth_covers_the_window_in_physical_units():
+    cfg = load_config(None)
+    source = GriddedSource.open(demo_truth_path(), cfg.data.channels)
+    assert source.grid == EquiangularGrid(32, 64)
+    times = source.times
+    assert times[0] == np.datetime64("2020-01-01T00") and times[-1] >= np.datetime64("2020-02-01")
+    assert np.all(np.diff(times) == np.timedelta64(12, "h"))
+    stack = source.stack().values
+    assert np.all(np.isfinite(stack))
+    t850, z500, sp = (stack[:, cfg.data.channels.index(c)] for c in ("t850", "z500", "sp"))
+    assert 240 < t850.mean() < 300 and 45000 < z500.mean() < 60000 and 95000 < sp.mean() < 105000
+
+
+def test_demo_truth_records_how_it_was_made():
+    attrs = xr.open_dataset(demo_truth_path()).attrs
+    assert "cycler data export" in attrs["history"]
+    assert "seed: 0" in attrs["dafusion_world_config"]
+    assert attrs["dinosaur_version"]
+
+
+def test_demo_truth_is_outside_the_training_period():
+    cfg = load_config(None)
+    first = GriddedSource.open(demo_truth_path(), ["t850"]).times[0]
+    assert first > np.datetime64(cfg.data.valid_end) > np.datetime64(cfg.data.train_end)
+
+
+def test_shipped_demo_data_fits_the_budget():
+    from pathlib import Path
+
+    demo = Path(demo_truth_path()).parent
+    total = sum(p.stat().st_size for p in demo.rglob("*") if p.is_file())
+    assert total <= DEMO_BUDGET_BYTES
