@@ -64,7 +64,8 @@ def open_dataset(path: str | Path) -> xr.Dataset:
     fmt = detect_format(path)
     try:
         if fmt == "zarr":
-            ds = xr.open_zarr(path, chunks={}, decode_timedelta=False)
+            consolidated = (Path(path) / ".zmetadata").exists()  # v2 consolidated stores
+            ds = xr.open_zarr(path, chunks={}, decode_timedelta=False, consolidated=consolidated)
         elif fmt == "netcdf":
             ds = xr.open_dataset(path, chunks={}, decode_timedelta=False)
         else:

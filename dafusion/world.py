@@ -10,7 +10,7 @@ exactly the WeatherBench 5.625 deg grid, so no horizontal regridding happens.
 ``generate_world`` writes a WeatherBench-2-layout zarr store (``temperature``,
 ``u_component_of_wind``, ``v_component_of_wind``, ``geopotential`` on
 ``level`` in hPa, ``surface_pressure``), chunk by chunk; after every chunk it
-saves the model state, so an interrupted run resumes where it stopped and
+saves the model state beside the store, so an interrupted run resumes where it stopped and
 produces the same bytes (the regions are recomputed, not appended). The store
 carries ``dafusion_complete = False`` until the last chunk is written.
 
@@ -31,7 +31,12 @@ import xarray as xr
 from dafusion.config import WorldConfig, dump_config
 from dafusion.grids import EquiangularGrid
 
-RESUME_FILE = "dafusion_resume.npz"
+
+
+def resume_path(out: Path) -> Path:
+    """The model state saved after each chunk, beside the store: ``<store>.resume.npz``."""
+    return out.with_name(out.name + ".resume.npz")
+
 FIELDS = ("temperature", "u_component_of_wind", "v_component_of_wind", "geopotential")
 
 
@@ -211,7 +216,7 @@ def generate_world(cfg: WorldConfig, out: str | Path, *, force: bool = False,
             n = min(per_chunk, times.size - i0)
             state, fields = world.advance(state, n)
             _write_region(out, fields, times, i0, n)
-            _save_resume(out / RESUME_FILE, world, state, i0 + n)
+            _save_resume(resume_path(out), world, state, i0 + n)
             pbar.update(n)
     _finish(out)
     days = (times.size - first) * cfg.output_hours / 24
@@ -228,6 +233,7 @@ def _prepare_store(world: HeldSuarezWorld, cfg: WorldConfig, out: Path, *,
             raise FileExistsError(f"{out}: already exists; pass --force to overwrite "
                                   "or --resume to continue an interrupted run")
         shutil.rmtree(out) if out.is_dir() else out.unlink()
+        resume_path(out).unlink(missing_ok=True)
     elif resume:
         raise FileNotFoundError(f"{out}: nothing to resume")
     import dinosaur
@@ -235,7 +241,8 @@ def _prepare_store(world: HeldSuarezWorld, cfg: WorldConfig, out: Path, *,
     provenance = {"dafusion_world_config": config_text,
                   "dinosaur_version": dinosaur.__version__,
                   "history": "cycler world generate"}
-    template(cfg, world.grid, world.levels, provenance).to_zarr(out, compute=False, mode="w")
+    template(cfg, world.grid, world.levels, provenance).to_zarr(
+        out, compute=False, mode="w", consolidated=False)
     return None, None
 
 
@@ -244,7 +251,7 @@ def _write_region(out: Path, fields: dict[str, np.ndarray], times: np.ndarray,
     dims = {k: ("time", "level", "latitude", "longitude") for k in FIELDS}
     dims["surface_pressure"] = ("time", "latitude", "longitude")
     ds = xr.Dataset({k: (dims[k], v.astype(np.float32)) for k, v in fields.items()})
-    ds.to_zarr(out, region={"time": slice(i0, i0 + n)}, mode="r+")
+    ds.to_zarr(out, region={"time": slice(i0, i0 + n)}, mode="r+", consolidated=False)
 
 
 def _save_resume(path: Path, world: HeldSuarezWorld, state: Any, next_index: int) -> None:
@@ -256,12 +263,12 @@ def _save_resume(path: Path, world: HeldSuarezWorld, state: Any, next_index: int
 
 
 def _load_resume(out: Path, world: HeldSuarezWorld, config_text: str) -> tuple[Any, int]:
-    path = out / RESUME_FILE
-    attrs = xr.open_zarr(out).attrs
+    path = resume_path(out)
+    attrs = xr.open_zarr(out, consolidated=False).attrs
     if attrs.get("dafusion_complete"):
         raise FileExistsError(f"{out}: already complete; nothing to resume")
     if not path.exists():
-        raise FileNotFoundError(f"{out}: no resume state ({RESUME_FILE}); the run stopped "
+        raise FileNotFoundError(f"{out}: no resume state ({path.name}); the run stopped "
                                 "during spin-up: start again with --force")
     saved = np.load(path)
     if str(saved["config"]) != config_text:
@@ -278,7 +285,7 @@ def _finish(out: Path) -> None:
 
     group = zarr.open_group(str(out), mode="r+")
     group.attrs["dafusion_complete"] = 1
-    (out / RESUME_FILE).unlink(missing_ok=True)
+    resume_path(out).unlink(missing_ok=True)
 
 
 class _NullBar:
@@ -294,6 +301,6 @@ class _NullBar:
 
 def provenance_json(path: str | Path) -> str:
     """The generation record stored in a world store, as JSON (for shipped data)."""
-    attrs = xr.open_zarr(path).attrs
+    attrs = xr.open_zarr(path, consolidated=False).attrs
     return json.dumps({k: attrs[k] for k in ("dafusion_world_config", "dinosaur_version")
                        if k in attrs}, indent=2)
