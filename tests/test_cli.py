@@ -54,6 +54,18 @@ def test_obs_synth_writes_a_table_that_reads_back(tmp_path, wb2_zarr):
     assert result.exit_code == 0, result.output
     table = read_table(out)
     assert len(table) == 4 * 3 * 20 and np.unique(table.station_id).size == 20
+    # what was written is exactly what the library synthesises with that configuration
+    import xarray as xr
+
+    from dafusion.config import load_config
+    from dafusion.data import GriddedSource
+    from dafusion.obs.synth import land_network, synthesise
+
+    cfg = load_config(None, ["obs.n_stations=20", "data.channels=[t850,z500,sp]"])
+    network = land_network(20, cfg.obs.northern_fraction, cfg.obs.seed)
+    expected = synthesise(GriddedSource.open(wb2_zarr, cfg.data.channels), network, cfg.obs)
+    assert table.equals(expected)
+    assert "n_stations: 20" in xr.open_dataset(out).attrs["dafusion_config"]
     again = run(*args)
     assert again.exit_code == 1 and "already exists; pass --force" in again.output
     forced = run(*args, "--force", "--set", "obs.seed=1")
