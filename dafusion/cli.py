@@ -185,6 +185,34 @@ def data_normaliser(data_path: str | None, out: str, force: bool, config_path: s
         click.echo(f"{name:<8} mean {mean:12.5g}  std {std:10.4g}")
 
 
+# --------------------------------------------------------------------------- prior
+
+
+@main.group()
+def prior() -> None:
+    """The EDM diffusion prior: train, sample."""
+
+
+@prior.command("train")
+@_config_options
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Checkpoint directory (rewritten at every checkpoint).")
+@click.option("--steps", type=int, help="Train until this many steps (default prior.train.steps).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--force", is_flag=True, help="Start again, replacing --out.")
+@_friendly
+def prior_train(config_path: str | None, overrides: tuple[str, ...], out: str,
+                steps: int | None, resume: bool, force: bool) -> None:
+    """Train the prior (single device, or data-parallel under torchrun)."""
+    from dafusion.prior.train import train_prior
+
+    cfg = load_config(config_path, overrides)
+    record = train_prior(cfg, out, resume=resume, force=force, steps=steps, progress=_bar)
+    last = record["loss"][-1][1] if record["loss"] else float("nan")
+    click.echo(f"{out}: step {record['step']}, last loss {last:.4f}, "
+               f"{record['wall_seconds']:.0f} s of training")
+
+
 # --------------------------------------------------------------------------- obs
 
 

@@ -120,12 +120,107 @@ class SynthObsConfig:
 
 
 @dataclasses.dataclass
+class NetworkConfig:
+    """SongUNet architecture (paper section 3.4; defaults: the small demo prior)."""
+
+    base_channels: int = 32
+    channel_mult: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 2, 2])
+    blocks_per_level: int = 1
+    attention_resolutions: list[list[int]] = dataclasses.field(
+        default_factory=lambda: [[8, 16]])
+    dropout: float = 0.1
+
+    def validate(self, path: str) -> None:
+        _positive(self, path, "base_channels", "blocks_per_level")
+        if not self.channel_mult or min(self.channel_mult) < 1:
+            raise ConfigError(f"{path}.channel_mult: must be a non-empty list of ints >= 1")
+        for i, res in enumerate(self.attention_resolutions):
+            if len(res) != 2:
+                raise ConfigError(f"{path}.attention_resolutions[{i}]: expected [nlat, nlon]")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{path}.dropout: {self.dropout} outside [0, 1)")
+
+
+@dataclasses.dataclass
+class EDMConfig:
+    """EDM preconditioning and loss (Karras et al. 2022; paper: -0.5, 1.5, 1)."""
+
+    sigma_data: float = 1.0
+    P_mean: float = -0.5
+    P_std: float = 1.5
+
+    def validate(self, path: str) -> None:
+        _positive(self, path, "sigma_data", "P_std")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """``cycler prior train``: optimiser, schedule, checkpoints."""
+
+    steps: int = 20000
+    batch_size: int = 16
+    lr: float = 4e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    checkpoint_every: int = 250
+    log_every: int = 25
+    seed: int = 0
+    cache_max_gb: float = 4.0  # load the training period into memory below this size
+
+    def validate(self, path: str) -> None:
+        _positive(self, path, "steps", "batch_size", "lr", "checkpoint_every", "log_every",
+                  "grad_clip")
+        _non_negative(self, path, "weight_decay", "warmup_steps", "cache_max_gb")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"{path}.ema_decay: {self.ema_decay} outside [0, 1)")
+
+
+@dataclasses.dataclass
+class SamplerConfig:
+    """Algorithm 1: sigma schedule, churn, Heun, guidance (EDM defaults, N = 18)."""
+
+    steps: int = 18
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    S_churn: float = 0.0
+    S_tmin: float = 0.0
+    S_tmax: float = float("inf")
+    S_noise: float = 1.0
+    guidance_scale: float = 1.0  # lambda_g
+    reevaluate_guidance: bool = True  # Algorithm 1, line 15
+    guidance_clip: float = 0.0  # max L2 norm per member of the guidance drift; 0 = off
+
+    def validate(self, path: str) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"{path}.steps: must be >= 1, got {self.steps}")
+        _positive(self, path, "sigma_min", "sigma_max", "rho", "S_noise")
+        if self.sigma_min >= self.sigma_max:
+            raise ConfigError(f"{path}.sigma_min: must be < sigma_max")
+        _non_negative(self, path, "S_churn", "S_tmin", "guidance_scale", "guidance_clip")
+
+
+@dataclasses.dataclass
+class PriorConfig:
+    """The diffusion prior: network, EDM settings, training, sampling."""
+
+    checkpoint: str = ""  # a checkpoint directory; "" = the shipped demo prior
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    edm: EDMConfig = dataclasses.field(default_factory=EDMConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
+
+
+@dataclasses.dataclass
 class Config:
     """Root of every configuration file; later layers add their sections here."""
 
     world: WorldConfig = dataclasses.field(default_factory=WorldConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     obs: SynthObsConfig = dataclasses.field(default_factory=SynthObsConfig)
+    prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
 
 
 # --------------------------------------------------------------------------- loading
@@ -172,13 +267,18 @@ def from_dict(cls: type, raw: Any, path: str) -> Any:
         raise ConfigError(f"{key}: unknown key; allowed: {sorted(names)}")
     kwargs = {k: _coerce(hints[k], v, _join(path, k)) for k, v in raw.items()}
     obj = cls(**kwargs)
-    for f in dataclasses.fields(cls):
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value) and hasattr(value, "validate"):
-            value.validate(_join(path, f.name))
-    if hasattr(obj, "validate") and path == "":
-        obj.validate("")
+    _validate_tree(obj, path)
     return obj
+
+
+def _validate_tree(obj: Any, path: str) -> None:
+    """Run ``validate`` on every nested section (defaults included), depth first."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            _validate_tree(value, _join(path, f.name))
+    if hasattr(obj, "validate") and path:
+        obj.validate(path)
 
 
 def to_dict(obj: Any) -> Any:
@@ -222,6 +322,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
 def _scalar(tp: type, value: Any, path: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and value in (".inf", "inf", "Infinity"):
+        return float("inf")
     if tp is str and isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()  # YAML turns 2020-01-01 into a date
     if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):

@@ -1,0 +1,197 @@
+"""``cycler prior train``: EDM training of the SongUNet prior.
+
+AdamW with linear learning-rate warm-up, gradient-norm clipping, an EMA of the
+weights (the EMA is what the checkpoint's ``weights.pt`` holds), data from the
+data layer normalised by the normaliser fitted on the training period. The
+output directory is itself a checkpoint, rewritten atomically every
+``checkpoint_every`` steps together with ``training_state.pt`` (raw weights,
+optimiser, EMA, step, every RNG state, loss curve), so ``--resume`` continues
+exactly where the last checkpoint left off.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains data-parallel with
+DistributedDataParallel (NCCL on CUDA, Gloo on CPU); each rank draws its own
+batches (seed + rank) and rank 0 writes the checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dafusion.config import Config, dump_config
+from dafusion.data import GriddedSource
+from dafusion.normalise import Normaliser
+from dafusion.prior.checkpoint import PriorMeta, build_denoiser, recover, save_checkpoint
+from dafusion.prior.edm import edm_loss
+
+
+class TrainingData:
+    """Normalised training states, in memory when small enough, else read lazily."""
+
+    def __init__(self, cfg: Config, normaliser: Normaliser | None = None):
+        self.source = GriddedSource.open(cfg.data.path, cfg.data.channels)
+        self.stack = self.source.stack(cfg.data.train_start, cfg.data.train_end)
+        if self.stack.sizes["time"] < 1:
+            raise ValueError(f"{cfg.data.path}: no data in the training period "
+                             f"{cfg.data.train_start} .. {cfg.data.train_end}")
+        self.cache = None
+        in_memory = self.stack.size * 4 <= cfg.prior.train.cache_max_gb * 1e9
+        if in_memory:
+            self.stack = self.stack.astype(np.float32).load()
+        self.normaliser = normaliser or Normaliser.fit(self.stack, self.source.grid)
+        if in_memory:
+            values = self.normaliser.normalise(self.stack.values)
+            self.cache = torch.from_numpy(values.astype(np.float32))
+
+    def __len__(self) -> int:
+        return int(self.stack.sizes["time"])
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.cache is not None:
+            return self.cache[idx]
+        values = self.stack.isel(time=np.sort(idx.numpy())).values.astype(np.float32)
+        return torch.from_numpy(self.normaliser.normalise(values).astype(np.float32))
+
+    def span(self) -> list[str]:
+        times = self.stack["time"].values
+        return [str(times[0])[:19], str(times[-1])[:19]]
+
+
+def _distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world, rank, device
+
+
+def train_prior(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False,
+                steps: int | None = None, progress: Callable[..., Any] | None = None
+                ) -> dict[str, Any]:
+    """Train (or resume training) the prior into the checkpoint directory ``out``."""
+    out = Path(out)
+    tcfg = cfg.prior.train
+    total_steps = steps or tcfg.steps
+    world, rank, device = _distributed()
+    recover(out)
+    if out.exists() and not (resume or force):
+        raise FileExistsError(f"{out}: already exists; pass --resume to continue training "
+                              "or --force to start again")
+    state = _load_training_state(out) if resume else None
+    data = TrainingData(cfg, state["normaliser"] if state else None)
+    meta = PriorMeta(data.source.grid, cfg.data.channels, cfg.prior.network, cfg.prior.edm)
+    model = build_denoiser(meta).to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    gen = torch.Generator().manual_seed(tcfg.seed + 1000 * rank)
+    noise_gen = torch.Generator(device=device).manual_seed(tcfg.seed + 1000 * rank + 1)
+    torch.manual_seed(tcfg.seed + 1000 * rank + 2)  # dropout
+    record: dict[str, Any] = {"loss": [], "wall_seconds": 0.0, "step": 0}
+    if state:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimiser.load_state_dict(state["optimiser"])
+        gen.set_state(state["rng"]["data"])
+        noise_gen.set_state(state["rng"]["noise"])
+        torch.set_rng_state(state["rng"]["torch"])
+        record = state["record"]
+    ddp = (torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model)
+    bar = progress or _no_bar
+    started, recent = time.perf_counter() - record["wall_seconds"], []
+    with bar(total_steps, "prior train") as pbar:
+        pbar.update(record["step"])
+        for step in range(record["step"], total_steps):
+            for group in optimiser.param_groups:
+                group["lr"] = tcfg.lr * min(1.0, (step + 1) / max(1, tcfg.warmup_steps))
+            idx = torch.randint(len(data), (tcfg.batch_size,), generator=gen)
+            x0 = data.batch(idx).to(device)
+            loss = edm_loss(ddp, x0, cfg.prior.edm.P_mean, cfg.prior.edm.P_std, noise_gen)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"prior training: loss is {loss.item()} at step {step}")
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
+            optimiser.step()
+            _ema_update(ema, model, tcfg.ema_decay)
+            recent.append(loss.item())
+            record["step"] = step + 1
+            pbar.update(1)
+            if record["step"] % tcfg.log_every == 0:
+                record["loss"].append([record["step"], float(np.mean(recent))])
+                pbar.set_postfix(loss=f"{np.mean(recent):.4f}")
+                recent = []
+            if rank == 0 and (record["step"] % tcfg.checkpoint_every == 0
+                              or record["step"] == total_steps):
+                record["wall_seconds"] = time.perf_counter() - started
+                _checkpoint(out, cfg, meta, model, ema, optimiser, data, record,
+                            {"data": gen.get_state(), "noise": noise_gen.get_state(),
+                             "torch": torch.get_rng_state()}, world, device)
+    return record
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1.0 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def _checkpoint(out: Path, cfg: Config, meta: PriorMeta, model: torch.nn.Module,
+                ema: torch.nn.Module, optimiser: torch.optim.Optimizer, data: TrainingData,
+                record: dict[str, Any], rng: dict[str, Any], world: int,
+                device: torch.device) -> None:
+    info = {**record, "data_span": data.span(), "data_path": str(cfg.data.path),
+            "hardware": _hardware(device, world), "resolved_config": dump_config(cfg),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "torch_version": torch.__version__}
+    state = {"model": model.state_dict(), "ema": ema.state_dict(),
+             "optimiser": optimiser.state_dict(), "rng": rng, "record": record}
+    save_checkpoint(out, meta, ema, data.normaliser, info, training_state=state)
+
+
+def _load_training_state(out: Path) -> dict[str, Any]:
+    path = out / "training_state.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{out}: nothing to resume (no training_state.pt)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise ValueError(f"{path}: unreadable or truncated ({err})") from None
+    state["normaliser"] = Normaliser.load(out / "normaliser.nc")
+    return state
+
+
+def _hardware(device: torch.device, world: int) -> str:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    return f"{world} x {name}"
+
+
+class _NoBar:
+    def __enter__(self) -> "_NoBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        return None
+
+    def set_postfix(self, **kw: Any) -> None:
+        return None
+
+
+def _no_bar(total: int, desc: str) -> _NoBar:
+    return _NoBar()
