@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
+import numpy as np
 
 from dafusion import __version__
 from dafusion.config import ConfigError, dump_config, load_config
@@ -211,6 +212,44 @@ def prior_train(config_path: str | None, overrides: tuple[str, ...], out: str,
     last = record["loss"][-1][1] if record["loss"] else float("nan")
     click.echo(f"{out}: step {record['step']}, last loss {last:.4f}, "
                f"{record['wall_seconds']:.0f} s of training")
+
+
+@prior.command("sample")
+@_config_options
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Checkpoint directory (default: prior.checkpoint, else the demo prior).")
+@click.option("-n", "--members", default=8, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--force", is_flag=True)
+@_friendly
+def prior_sample(config_path: str | None, overrides: tuple[str, ...], checkpoint: str | None,
+                 members: int, seed: int, out: str, device: str, force: bool) -> None:
+    """Unconditional samples in physical units (CF netCDF)."""
+    from dafusion.io import state_dataset, write_netcdf
+    from dafusion.prior import demo_prior_path
+    from dafusion.prior.checkpoint import load_prior
+    from dafusion.prior.sampler import PosteriorSampler, member_generators
+
+    cfg = load_config(config_path, overrides)
+    if members < 1:
+        raise click.ClickException(f"-n/--members must be >= 1, got {members}")
+    if Path(out).exists() and not force:
+        raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
+    path = checkpoint or cfg.prior.checkpoint or demo_prior_path()
+    denoiser, normaliser, meta = load_prior(path, device=device)
+    shape = (len(meta.channels),) + meta.grid.shape
+    with _bar(cfg.prior.sampler.steps, "sampling") as bar:
+        sampler = PosteriorSampler(cfg.prior.sampler, callback=lambda i, x: bar.update(1))
+        x = sampler(denoiser, shape, member_generators(seed, range(members), device),
+                    device=device)
+    values = normaliser.denormalise(x.detach().cpu().numpy().astype(np.float64))
+    ds = state_dataset(values, meta.channels, meta.grid, attrs={
+        "title": "dafusion unconditional prior samples", "checkpoint": Path(path).name,
+        "seed": seed, "dafusion_config": dump_config(cfg)})
+    write_netcdf(ds, out, force=force)
+    click.echo(f"wrote {out}: {members} samples on {meta.grid.name}")
 
 
 # --------------------------------------------------------------------------- obs

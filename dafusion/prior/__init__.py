@@ -1,2 +1,16 @@
-"""The EDM diffusion prior: denoiser, training, posterior sampler. Not built
-yet: see docs/ARCHITECTURE.md for the planned interface."""
+"""The EDM diffusion prior: SongUNet denoiser (network.py), preconditioning and
+loss (edm.py), training (train.py), checkpoints (checkpoint.py) and the
+Algorithm-1 posterior sampler (sampler.py); interfaces in base.py."""
+
+from __future__ import annotations
+
+
+def demo_prior_path() -> str:
+    """The prior checkpoint shipped inside the package (see dafusion/demo/README.md)."""
+    from importlib import resources
+
+    path = resources.files("dafusion") / "demo" / "prior"
+    if not (path / "weights.pt").is_file():
+        raise FileNotFoundError(f"{path}: the shipped demo prior is missing from this "
+                                "installation")
+    return str(path)

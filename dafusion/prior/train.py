@@ -89,6 +89,7 @@ def train_prior(cfg: Config, out: str | Path, *, resume: bool = False, force: bo
     state = _load_training_state(out) if resume else None
     data = TrainingData(cfg, state["normaliser"] if state else None)
     meta = PriorMeta(data.source.grid, cfg.data.channels, cfg.prior.network, cfg.prior.edm)
+    torch.manual_seed(tcfg.seed)  # initial weights: the same on every rank and every run
     model = build_denoiser(meta).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimiser = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)

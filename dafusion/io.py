@@ -1,0 +1,66 @@
+"""Writing states: channel stacks -> CF netCDF in the WeatherBench-2 layout.
+
+A state ``(member, channel, lat, lon)`` in physical units becomes one variable
+per physical quantity (``temperature(member, level, latitude, longitude)``,
+``surface_pressure(member, latitude, longitude)``) with CF ``units``,
+``standard_name`` and ``long_name``; files are written under a temporary name
+and renamed, so a partial file never looks complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from dafusion.grids import AnyGrid
+from dafusion.variables import parse_channels
+
+
+def state_dataset(values: np.ndarray, channels: list[str], grid: AnyGrid, *,
+                  time: np.datetime64 | None = None, attrs: dict | None = None) -> xr.Dataset:
+    """``values (member, channel, lat, lon)`` -> a CF dataset; see module docstring."""
+    values = np.asarray(values)
+    parsed = parse_channels(channels)
+    if values.ndim != 4 or values.shape[1:] != (len(channels),) + grid.shape:
+        raise ValueError(f"state shape {values.shape} is not (member, {len(channels)}, "
+                         f"{grid.shape[0]}, {grid.shape[1]})")
+    coords: dict = {"member": np.arange(values.shape[0]),
+                    "latitude": ("latitude", grid.lat, {"units": "degrees_north",
+                                                        "standard_name": "latitude"}),
+                    "longitude": ("longitude", grid.lon, {"units": "degrees_east",
+                                                          "standard_name": "longitude"})}
+    levels = sorted({c.level for c in parsed if c.level is not None}, reverse=True)
+    if levels:
+        coords["level"] = ("level", levels, {"units": "hPa", "positive": "down"})
+    data: dict = {}
+    for var in dict.fromkeys(c.variable for c in parsed):
+        meta = {"units": var.units, "standard_name": var.standard_name,
+                "long_name": var.name.replace("_", " ")}
+        if var.surface:
+            i = next(i for i, c in enumerate(parsed) if c.variable == var)
+            data[var.name] = (("member", "latitude", "longitude"), values[:, i], meta)
+            continue
+        field = np.full((values.shape[0], len(levels)) + grid.shape, np.nan, values.dtype)
+        for i, c in enumerate(parsed):  # levels a variable lacks stay NaN (WeatherBench 2 too)
+            if c.variable == var:
+                field[:, levels.index(c.level)] = values[:, i]
+        data[var.name] = (("member", "level", "latitude", "longitude"), field, meta)
+    ds = xr.Dataset(data, coords=coords, attrs={"Conventions": "CF-1.8", **(attrs or {})})
+    if time is not None:
+        ds = ds.assign_coords(time=np.datetime64(time, "ns"))
+    return ds
+
+
+def write_netcdf(ds: xr.Dataset, path: str | Path, *, force: bool = False) -> Path:
+    """Write ``ds`` atomically; refuse to overwrite without ``force``."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path}: already exists; pass --force to overwrite")
+    tmp = path.with_name(path.name + ".partial")
+    encoding = {name: {"zlib": True, "complevel": 4, "dtype": "float32"}
+                for name in ds.data_vars}
+    ds.to_netcdf(tmp, encoding=encoding)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,142 @@
+"""Training, resume and checkpoints of the prior, on the tiny WeatherBench-2 fake."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from click.testing import CliRunner
+
+from dafusion.cli import main
+from dafusion.config import load_config
+from dafusion.grids import EquiangularGrid
+from dafusion.prior.checkpoint import CheckpointError, load_prior
+from dafusion.prior.train import train_prior
+
+CHANNELS = "[t850,z500,sp]"
+
+
+def tiny_config(data_path, *extra):
+    return load_config(None, [
+        f"data.path={data_path}", f"data.channels={CHANNELS}",
+        "data.train_start=2020-01-01", "data.train_end=2020-01-02T18:00",
+        "prior.network.base_channels=8", "prior.network.channel_mult=[1,2]",
+        "prior.network.attention_resolutions=[[16,32]]", "prior.train.batch_size=2",
+        "prior.train.checkpoint_every=2", "prior.train.log_every=1",
+        "prior.train.warmup_steps=2", *extra])
+
+
+def _wb2(tmp_path):
+    """Two days of noisy fields, so that the statistics are not degenerate."""
+    import conftest
+
+    times = np.datetime64("2020-01-01T00", "ns") + np.arange(8) * np.timedelta64(6, "h")
+    grid = EquiangularGrid(32, 64)
+    fields = conftest.analytic_fields(times, grid, [500, 850])
+    rng = np.random.default_rng(0)
+    data = {k: (("time", "level", "latitude", "longitude"),
+                v + rng.normal(size=v.shape).astype(np.float32), {"units": u})
+            for (k, v), u in zip([(n, fields[n]) for n in ("temperature", "geopotential")],
+                                 ["K", "m**2 s**-2"])}
+    data["surface_pressure"] = (("time", "latitude", "longitude"),
+                                fields["surface_pressure"] + rng.normal(size=(8, 32, 64)) * 50,
+                                {"units": "Pa"})
+    path = tmp_path / "train.nc"
+    xr.Dataset(data, coords={"time": times, "level": [500, 850], "latitude": grid.lat,
+                             "longitude": grid.lon}).to_netcdf(path)
+    return path
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = _wb2(tmp_path)
+    cfg = tiny_config(data)
+    record = train_prior(cfg, tmp_path / "full", steps=4)
+    assert record["step"] == 4 and len(record["loss"]) == 4
+    train_prior(cfg, tmp_path / "part", steps=2)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train_prior(cfg, tmp_path / "part", steps=4)
+    train_prior(cfg, tmp_path / "part", steps=4, resume=True)
+    full = torch.load(tmp_path / "full" / "weights.pt", weights_only=True)
+    part = torch.load(tmp_path / "part" / "weights.pt", weights_only=True)
+    assert full.keys() == part.keys()
+    for key in full:
+        torch.testing.assert_close(part[key], full[key], rtol=0, atol=0)
+    rec = json.loads((tmp_path / "part" / "record.json").read_text())
+    assert rec["step"] == 4 and rec["data_span"][0].startswith("2020-01-01T00")
+    assert "hardware" in rec and rec["parameters"] > 0
+
+
+def test_checkpoint_round_trip_and_checks(tmp_path):
+    data = _wb2(tmp_path)
+    ckpt = tmp_path / "ckpt"
+    train_prior(tiny_config(data), ckpt, steps=2)
+    denoiser, normaliser, meta = load_prior(ckpt, grid=EquiangularGrid(32, 64),
+                                            channels=["t850", "z500", "sp"])
+    assert meta.edm.sigma_data == 1.0 and normaliser.channels == ("t850", "z500", "sp")
+    assert not denoiser.training
+    with pytest.raises(CheckpointError, match="trained on grid equiangular_32x64, but"):
+        load_prior(ckpt, grid=EquiangularGrid(128, 256))
+    with pytest.raises(CheckpointError, match=r"trained on channels \['t850', 'z500', 'sp'\]"):
+        load_prior(ckpt, channels=["t850"])
+
+    broken = tmp_path / "broken"
+    shutil.copytree(ckpt, broken)
+    raw = (broken / "weights.pt").read_bytes()
+    (broken / "weights.pt").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(CheckpointError, match="weights.pt: corrupt"):
+        load_prior(broken)
+    record = json.loads((broken / "record.json").read_text())
+    del record["weights_sha256"]
+    (broken / "record.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="weights.pt: unreadable or truncated"):
+        load_prior(broken)
+
+    (broken / "prior.yaml").write_text((ckpt / "prior.yaml").read_text().replace(
+        "sigma_data: 1.0", "sigma_dat: 1.0"))
+    with pytest.raises(CheckpointError, match="sigma_data is missing; refusing to guess"):
+        load_prior(broken)
+    (broken / "normaliser.nc").unlink()
+    with pytest.raises(CheckpointError, match="normaliser.nc is missing"):
+        load_prior(broken)
+
+
+def test_interrupted_replacement_is_recovered(tmp_path):
+    data = _wb2(tmp_path)
+    ckpt = tmp_path / "ckpt"
+    train_prior(tiny_config(data), ckpt, steps=2)
+    ckpt.rename(tmp_path / "ckpt.old")  # killed between the two renames
+    assert load_prior(ckpt)[2].channels == ["t850", "z500", "sp"]
+
+
+def test_cli_train_then_sample(tmp_path):
+    data = _wb2(tmp_path)
+    sets = ["--set", f"data.path={data}", "--set", f"data.channels={CHANNELS}",
+            "--set", "data.train_start=2020-01-01", "--set", "data.train_end=2020-01-02",
+            "--set", "prior.network.base_channels=8", "--set", "prior.network.channel_mult=[1,2]",
+            "--set", "prior.network.attention_resolutions=[]", "--set",
+            "prior.train.batch_size=2", "--set", "prior.sampler.steps=3"]
+    runner = CliRunner()
+    result = runner.invoke(main, ["prior", "train", "--out", str(tmp_path / "c"), "--steps", "2",
+                                  *sets], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "s.nc"
+    result = runner.invoke(main, ["prior", "sample", "--checkpoint", str(tmp_path / "c"),
+                                  "-n", "2", "--out", str(out), *sets], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    ds = xr.open_dataset(out)
+    assert ds["temperature"].attrs["units"] == "K" and ds.sizes["member"] == 2
+    assert ds["surface_pressure"].dims == ("member", "latitude", "longitude")
+    assert np.all(np.isfinite(ds["geopotential"].sel(level=500).values))
+    assert np.all(np.isnan(ds["geopotential"].sel(level=850).values))  # not a channel
+    assert np.all(np.isfinite(ds["temperature"].sel(level=850).values))
+    again = runner.invoke(main, ["prior", "sample", "--checkpoint", str(tmp_path / "c"),
+                                 "-n", "2", "--out", str(out)])
+    assert again.exit_code == 1 and "already exists" in again.output
+    bad = runner.invoke(main, ["prior", "sample", "--checkpoint", str(tmp_path / "c"),
+                               "--out", str(tmp_path / "x.nc"), "--set",
+                               "prior.sampler.steps=0"])
+    assert bad.exit_code == 1 and "prior.sampler.steps: must be >= 1" in bad.output
