@@ -252,6 +252,59 @@ def prior_sample(config_path: str | None, overrides: tuple[str, ...], checkpoint
     click.echo(f"wrote {out}: {members} samples on {meta.grid.name}")
 
 
+@prior.command("report")
+@_config_options
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Checkpoint directory (default: prior.checkpoint, else the demo prior).")
+@click.option("--data", "data_path", type=click.Path(),
+              help="Reference data (default: data.path; else the shipped demo truth).")
+@click.option("-n", "--members", default=16, show_default=True, type=int)
+@click.option("--data-times", default=64, show_default=True, type=int,
+              help="Evenly spaced reference times from the validation period.")
+@click.option("--lmax", default=21, show_default=True, type=int,
+              help="Highest total wavenumber compared (T21 truth: 21).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@_friendly
+def prior_report(config_path: str | None, overrides: tuple[str, ...], checkpoint: str | None,
+                 data_path: str | None, members: int, data_times: int, lmax: int, seed: int,
+                 out: str) -> None:
+    """Quality report: sample vs data statistics, zonal means, power spectra."""
+    from dafusion.data import GriddedSource, demo_truth_path
+    from dafusion.prior import demo_prior_path
+    from dafusion.prior.checkpoint import load_prior
+    from dafusion.prior.quality import compare, write_report
+    from dafusion.prior.sampler import PosteriorSampler, member_generators
+
+    cfg = load_config(config_path, overrides)
+    path = checkpoint or cfg.prior.checkpoint or demo_prior_path()
+    denoiser, normaliser, meta = load_prior(path)
+    reference = data_path or (cfg.data.path if Path(cfg.data.path).exists() else demo_truth_path())
+    source = GriddedSource.open(reference, meta.channels)
+    if source.grid != meta.grid:
+        raise click.ClickException(f"{reference}: grid {source.grid.name} is not the "
+                                   f"checkpoint's {meta.grid.name}")
+    stack = source.stack(cfg.data.valid_start, cfg.data.valid_end)
+    if stack.sizes["time"] == 0:
+        stack = source.stack()
+    idx = np.unique(np.linspace(0, stack.sizes["time"] - 1, data_times).astype(int))
+    data = stack.isel(time=idx).values
+    shape = (len(meta.channels),) + meta.grid.shape
+    with _bar(cfg.prior.sampler.steps, "sampling") as bar:
+        sampler = PosteriorSampler(cfg.prior.sampler, callback=lambda i, x: bar.update(1))
+        x = sampler(denoiser, shape, member_generators(seed, range(members)))
+    samples = normaliser.denormalise(x.detach().numpy().astype(np.float64))
+    report = compare(samples, data, meta.channels, meta.grid, lmax)
+    times = stack["time"].values[idx]
+    report.update(checkpoint=str(path), n_samples=members, n_data=int(idx.size),
+                  data=str(reference), data_span=f"{str(times[0])[:16]} .. {str(times[-1])[:16]}",
+                  sampler=dump_config(cfg.prior.sampler))
+    files = write_report(report, [source.channels[i].units for i in range(len(meta.channels))],
+                         out)
+    click.echo((Path(out) / "quality.md").read_text())
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+
+
 # --------------------------------------------------------------------------- obs
 
 

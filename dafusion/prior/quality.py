@@ -1,0 +1,95 @@
+"""Quality of a prior: unconditional samples against data, per channel.
+
+Statistics are area-weighted and pooled over members (or data times) and grid
+points: mean, standard deviation, skewness, excess kurtosis; the RMS
+difference of the zonal-mean profiles; spherical-harmonic power spectra and
+their RMS log10 ratio over the resolved band l = 1..``lmax`` (a T21 truth has
+no power beyond l = 21, so the comparison stops there).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dafusion.grids import AnyGrid
+from dafusion.spectra import power_spectrum
+
+
+def weighted_moments(x: np.ndarray, grid: AnyGrid) -> dict[str, float]:
+    """Area-weighted mean, std, skewness and excess kurtosis of ``x (n, lat, lon)``."""
+    w = np.broadcast_to((grid.lat_weights / grid.nlon)[None, :, None], x.shape) / x.shape[0]
+    mean = float(np.sum(w * x))
+    var = float(np.sum(w * (x - mean) ** 2))
+    std = np.sqrt(var)
+    skew = float(np.sum(w * (x - mean) ** 3)) / std**3 if std > 0 else 0.0
+    kurt = float(np.sum(w * (x - mean) ** 4)) / var**2 - 3.0 if std > 0 else 0.0
+    return {"mean": mean, "std": float(std), "skewness": skew, "excess_kurtosis": kurt}
+
+
+def compare(samples: np.ndarray, data: np.ndarray, channels: list[str], grid: AnyGrid,
+            lmax: int) -> dict[str, Any]:
+    """``samples (n, channel, lat, lon)`` vs ``data (m, channel, lat, lon)``, physical units."""
+    report: dict[str, Any] = {"lmax": lmax, "channels": {}}
+    w = grid.lat_weights
+    for c, name in enumerate(channels):
+        s, d = samples[:, c], data[:, c]
+        zonal_s, zonal_d = s.mean(axis=(0, 2)), d.mean(axis=(0, 2))
+        spec_s = power_spectrum(s, grid, lmax).mean(axis=0)
+        spec_d = power_spectrum(d, grid, lmax).mean(axis=0)
+        band = slice(1, lmax + 1)
+        log_ratio = np.log10(np.maximum(spec_s[band], 1e-300) / np.maximum(spec_d[band], 1e-300))
+        report["channels"][name] = {
+            "samples": weighted_moments(s, grid), "data": weighted_moments(d, grid),
+            "zonal_mean_rms_difference": float(np.sqrt(np.sum(w * (zonal_s - zonal_d) ** 2))),
+            "spectrum_rms_log10_ratio": float(np.sqrt(np.mean(log_ratio**2))),
+            "spectrum_samples": spec_s.tolist(), "spectrum_data": spec_d.tolist()}
+    return report
+
+
+def write_report(report: dict[str, Any], units: list[str], out: str | Path) -> list[Path]:
+    """``quality.json``, ``quality.md`` (table) and ``spectra.png`` in directory ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(report, indent=1))
+    lines = [f"# Prior quality: {report.get('checkpoint', '')}", "",
+             f"{report.get('n_samples')} unconditional samples vs {report.get('n_data')} data "
+             f"times ({report.get('data_span', '')}); spectra compared for l = 1..{report['lmax']}.",
+             "", "| channel | units | mean (samples / data) | std (samples / data) | "
+             "skewness | excess kurtosis | zonal-mean RMS diff | spectrum RMS log10 ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (name, r), unit in zip(report["channels"].items(), units):
+        s, d = r["samples"], r["data"]
+        lines.append(f"| {name} | {unit} | {s['mean']:.5g} / {d['mean']:.5g} | "
+                     f"{s['std']:.4g} / {d['std']:.4g} | {s['skewness']:.2f} / "
+                     f"{d['skewness']:.2f} | {s['excess_kurtosis']:.2f} / "
+                     f"{d['excess_kurtosis']:.2f} | {r['zonal_mean_rms_difference']:.4g} | "
+                     f"{r['spectrum_rms_log10_ratio']:.3f} |")
+    (out / "quality.md").write_text("\n".join(lines) + "\n")
+    names = list(report["channels"])
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, name, unit in zip(axes.flat, names, units):
+        r = report["channels"][name]
+        ell = np.arange(len(r["spectrum_data"]))
+        ax.loglog(ell[1:], r["spectrum_data"][1:], "k-", label="data")
+        ax.loglog(ell[1:], r["spectrum_samples"][1:], "C1--", label="samples")
+        ax.set_title(name)
+        ax.set_xlabel("total wavenumber l")
+        ax.set_ylabel(f"power ({unit})²")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend()
+    fig.tight_layout()
+    fig.savefig(out / "spectra.png", dpi=90)
+    plt.close(fig)
+    return [out / "quality.json", out / "quality.md", out / "spectra.png"]

@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+from scipy.special import sph_harm_y
+
+from dafusion.grids import EquiangularGrid, LegendreGaussGrid
+from dafusion.spectra import power_spectrum
+
+
+def _real_harmonic(grid, ell, m):
+    theta = np.deg2rad(90 - grid.lat)[:, None]  # colatitude
+    phi = np.deg2rad(grid.lon)[None, :]
+    y = sph_harm_y(ell, m, theta, phi)
+    return np.sqrt(2) * y.real if m else y.real  # unit L2 norm on the sphere
+
+
+@pytest.mark.parametrize("ell, m", [(0, 0), (3, 0), (5, 2), (12, 7), (21, 21)])
+def test_a_single_harmonic_puts_unit_power_at_its_wavenumber(ell, m):
+    grid = LegendreGaussGrid(32, 64)
+    spectrum = power_spectrum(_real_harmonic(grid, ell, m), grid, lmax=25)
+    expected = np.zeros(26)
+    expected[ell] = 1.0
+    np.testing.assert_allclose(spectrum, expected, atol=1e-10)
+
+
+def test_parseval_on_the_equiangular_grid():
+    grid = EquiangularGrid(64, 128)
+    rng = np.random.default_rng(0)
+    field = sum(rng.normal() * _real_harmonic(grid, ell, m)
+                for ell in range(10) for m in range(ell + 1))
+    spectrum = power_spectrum(field, grid, lmax=20)
+    energy = 4 * np.pi * np.sum(field**2 * grid.lat_weights[:, None]) / grid.nlon
+    assert spectrum.sum() == pytest.approx(energy, rel=2e-3)
+    assert spectrum[10:].sum() < 2e-3 * energy  # nothing leaks beyond the band
+
+
+def test_shape_check():
+    with pytest.raises(ValueError, match="does not end in"):
+        power_spectrum(np.zeros((3, 4)), EquiangularGrid(32, 64))
