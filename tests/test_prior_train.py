@@ -136,7 +136,38 @@ def test_cli_train_then_sample(tmp_path):
     again = runner.invoke(main, ["prior", "sample", "--checkpoint", str(tmp_path / "c"),
                                  "-n", "2", "--out", str(out)])
     assert again.exit_code == 1 and "already exists" in again.output
+    result = runner.invoke(main, ["prior", "report", "--checkpoint", str(tmp_path / "c"),
+                                  "--data", str(data), "-n", "2", "--data-times", "4",
+                                  "--lmax", "5", "--out", str(tmp_path / "q"), *sets],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "| z500 | m**2 s**-2 |" in result.output
+    assert (tmp_path / "q" / "spectra.png").stat().st_size > 0
     bad = runner.invoke(main, ["prior", "sample", "--checkpoint", str(tmp_path / "c"),
                                "--out", str(tmp_path / "x.nc"), "--set",
                                "prior.sampler.steps=0"])
     assert bad.exit_code == 1 and "prior.sampler.steps: must be >= 1" in bad.output
+
+
+@pytest.mark.slow
+def test_data_parallel_training_under_torchrun(tmp_path):
+    """Two Gloo processes on the CPU: DDP runs, rank 0 writes one checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    data = _wb2(tmp_path)
+    out = tmp_path / "ddp"
+    sets = [f"data.path={data}", f"data.channels={CHANNELS}", "data.train_start=2020-01-01",
+            "data.train_end=2020-01-02", "prior.network.base_channels=8",
+            "prior.network.channel_mult=[1,2]", "prior.network.attention_resolutions=[]",
+            "prior.train.batch_size=2"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port=29517", "-m", "dafusion.cli", "prior", "train", "--out", str(out),
+           "--steps", "2"] + [a for s in sets for a in ("--set", s)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "record.json").read_text())
+    assert record["step"] == 2 and record["hardware"].startswith("2 x ")
+    assert load_prior(out)[2].channels == ["t850", "z500", "sp"]

@@ -44,13 +44,17 @@ class EDMDenoiser(nn.Module):
         return c_skip * x + c_out * f.to(x.dtype)
 
 
-def edm_loss(denoiser: EDMDenoiser, x0: torch.Tensor, P_mean: float, P_std: float,
+def edm_loss(denoiser: nn.Module, x0: torch.Tensor, P_mean: float, P_std: float,
              generator: torch.Generator | None = None) -> torch.Tensor:
-    """Eq. (6) for one batch: mean over batch and elements of λ(σ)‖x_0 − D(x_0 + σn; σ)‖²."""
+    """Eq. (6) for one batch: mean over batch and elements of λ(σ)‖x_0 − D(x_0 + σn; σ)‖².
+
+    ``denoiser`` is an EDMDenoiser, or a DistributedDataParallel wrapping one.
+    """
+    sigma_data = getattr(denoiser, "module", denoiser).sigma_data
     b = x0.shape[0]
     rnd = torch.randn(b, generator=generator, device=x0.device, dtype=x0.dtype)
     sigma = (rnd * P_std + P_mean).exp()
     noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-    weight = (sigma**2 + denoiser.sigma_data**2) / (sigma * denoiser.sigma_data) ** 2
+    weight = (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
     denoised = denoiser(x0 + sigma.reshape(-1, 1, 1, 1) * noise, sigma)
     return (weight.reshape(-1, 1, 1, 1) * (denoised - x0) ** 2).mean()

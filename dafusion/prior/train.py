@@ -136,6 +136,9 @@ def train_prior(cfg: Config, out: str | Path, *, resume: bool = False, force: bo
                 _checkpoint(out, cfg, meta, model, ema, optimiser, data, record,
                             {"data": gen.get_state(), "noise": noise_gen.get_state(),
                              "torch": torch.get_rng_state()}, world, device)
+    if world > 1:
+        torch.distributed.barrier()  # no rank leaves before rank 0 has written
+        torch.distributed.destroy_process_group()
     return record
 
 

@@ -52,7 +52,7 @@ def _run(denoiser, members, terms):
 @pytest.mark.parametrize("n", [8, 16])
 def test_guided_analysis_batched(benchmark, denoiser, n):
     benchmark.extra_info["members"] = n
-    benchmark.pedantic(_run, args=(denoiser, range(n), [PointObs()]), rounds=2, iterations=1)
+    benchmark.pedantic(_run, args=(denoiser, range(n), [PointObs()]), rounds=1, iterations=1)
 
 
 def test_guided_analysis_member_by_member_8(benchmark, denoiser):
@@ -60,9 +60,9 @@ def test_guided_analysis_member_by_member_8(benchmark, denoiser):
         return [_run(denoiser, [m], [PointObs()]) for m in range(8)]
 
     benchmark.extra_info["members"] = 8
-    benchmark.pedantic(loop, rounds=2, iterations=1)
+    benchmark.pedantic(loop, rounds=1, iterations=1)
 
 
 def test_unguided_analysis_batched_8(benchmark, denoiser):
     benchmark.extra_info["members"] = 8
-    benchmark.pedantic(_run, args=(denoiser, range(8), []), rounds=2, iterations=1)
+    benchmark.pedantic(_run, args=(denoiser, range(8), []), rounds=1, iterations=1)
