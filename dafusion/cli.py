@@ -347,5 +347,64 @@ def obs_synth(truth: str | None, out: str, station_list: str | None, start: str 
     click.echo(f"wrote {out}: {len(table)} observations from {network.lat.size} stations")
 
 
+@obs.command("import-igra")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--station-list", type=click.Path(dir_okay=False),
+              help="IGRA2 station list: fixed stations take its coordinates.")
+@click.option("--levels", default="850,500", show_default=True, help="Pressure levels, hPa.")
+@click.option("--times", default="00,12", show_default=True, help="Synoptic hours, UTC.")
+@click.option("--window", default="3h", show_default=True,
+              help="Largest distance from a synoptic hour, e.g. 3h or 90m.")
+@click.option("--variables", help="Comma-separated long names (default: those with an "
+              "error std in obs.error_std).")
+@click.option("--force", is_flag=True)
+@_config_options
+@_friendly
+def obs_import_igra(files: tuple[str, ...], out: str, station_list: str | None, levels: str,
+                    times: str, window: str, variables: str | None, force: bool,
+                    config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Convert IGRA2 sounding files (text or .zip) into an observation table."""
+    from dafusion.obs.igra_import import SUPPORTED, ImportSettings, import_igra
+    from dafusion.obs.table import write_table
+
+    cfg = load_config(config_path, overrides)
+    if Path(out).exists() and not force:
+        raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
+    names = (variables.split(",") if variables
+             else [v for v in SUPPORTED if v in cfg.obs.error_std])
+    settings = ImportSettings(_int_list(levels, "--levels"), _int_list(times, "--times"),
+                              _hours(window), names, cfg.obs.error_std)
+    table, rejected = import_igra(list(files), settings, station_list=station_list)
+    click.echo("rejected (count, reason):\n" + rejected.report())
+    if len(table) == 0:
+        raise click.ClickException("no usable observations in " + ", ".join(files))
+    write_table(table, out, force=force, attrs={
+        "dafusion_config": dump_config(cfg), "igra_files": " ".join(Path(f).name for f in files),
+        "rejections": rejected.report()})
+    click.echo(f"wrote {out}: {len(table)} observations from "
+               f"{len(set(table.station_id))} stations")
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.ClickException(f"{option}: expected comma-separated integers, "
+                                   f"got {text!r}") from None
+
+
+def _hours(text: str) -> float:
+    text = text.strip().lower()
+    try:
+        if text.endswith("h"):
+            return float(text[:-1])
+        if text.endswith("m"):
+            return float(text[:-1]) / 60
+        return float(text)
+    except ValueError:
+        raise click.ClickException(f"--window: expected e.g. 3h or 90m, got {text!r}") from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -240,3 +240,26 @@ def test_zero_weight_removes_a_source_exactly():
     guided = sampler(prior, (1, 8, 16), member_generators(5, range(3)), [coarse],
                      dtype=torch.float64)
     assert not torch.allclose(guided, without)
+
+
+def test_background_check_rejects_gross_errors_and_counts_them():
+    from dafusion.obs.qc import background_check
+
+    norm = Normaliser(("t850", "z500", "sp"), np.array([270.0, 54000.0, 1e5]),
+                      np.array([10.0, 2000.0, 500.0]))
+    table = _table()
+    table.value[1] = 54000.0 + 2000.0 * 3.0  # z500 3 std from a zero background
+    term = StationObs.from_table(table, channels=["t850", "z500", "sp"], normaliser=norm,
+                                 grid=GRID, time=np.datetime64("2020-01-01"))
+    background = torch.zeros(3, 32, 64)
+    # y = [1.0, 3.0, 1.0]; sigma_o² = [0.01, 0.0025, 0.04]; with σ_b = 0.5 and k = 4:
+    # limits 4 sqrt(0.25 + σ_o²) = [2.04, 2.01, 2.08]: only z500 (|O-B| = 3) fails
+    checked = background_check(term, background, 0.5, k=4.0)
+    assert checked.rejected["background check"] == 1
+    assert list(checked.rows.variable) == ["temperature", "surface_pressure"]
+    torch.testing.assert_close(checked.y, torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(checked.operator(torch.ones(1, 3, 32, 64)), torch.ones(1, 2))
+    spread = torch.full((3, 32, 64), 5.0)  # a wide ensemble keeps everything
+    assert len(background_check(term, background, spread, k=4.0).rows) == 3
+    with pytest.raises(ValueError, match="k must be > 0"):
+        background_check(term, background, 0.5, k=0.0)

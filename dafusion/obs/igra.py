@@ -1,5 +1,5 @@
-"""IGRA2 (NOAA NCEI) readers. This module holds the station-list reader; the
-sounding-data importer builds on it.
+"""IGRA2 (NOAA NCEI) readers: the station list and the sounding-data files.
+(The conversion of soundings into the observation table is ``obs.igra_import``.)
 
 Station list, fixed width, 1-based columns (NCEI ``igra2-list-format.txt``):
 ID 1-11, LATITUDE 13-20, LONGITUDE 22-30, ELEVATION 32-37, STATE 39-40,
@@ -11,10 +11,14 @@ missing values (-98.8888, -998.8888, -998.8); such lines are skipped and counted
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from dafusion.units import celsius_tenths_to_kelvin
 
 
 @dataclasses.dataclass
@@ -68,3 +72,150 @@ def read_station_list(path: str | Path) -> StationList:
     sid, lat, lon, elev, name = (np.array(c) for c in zip(*rows))
     return StationList(sid.astype(str), lat.astype(float), np.mod(lon.astype(float), 360.0),
                        elev.astype(float), name.astype(str), skipped)
+
+
+# --------------------------------------------------------------------------- soundings
+#
+# Sounding-data format (NCEI igra2-data-format.txt), 1-based columns.
+# Header ('#'): ID 2-12, YEAR 14-17, MONTH 19-20, DAY 22-23, HOUR 25-26 (99 =
+# missing), RELTIME 28-31 (HHMM, 99 = missing part), NUMLEV 33-36, P_SRC 38-45,
+# NP_SRC 47-54, LAT 56-62 (deg x 1e4), LON 64-71 (deg x 1e4).
+# Level: LVLTYP1 1, LVLTYP2 2, ETIME 4-8, PRESS 10-15 (Pa), PFLAG 16, GPH 17-21 (m),
+# ZFLAG 22, TEMP 23-27 (0.1 degC), TFLAG 28, RH 29-33 (0.1 %), DPDP 35-39 (0.1 degC),
+# WDIR 41-45 (deg), WSPD 47-51 (0.1 m/s). -9999 missing, -8888 removed by QA.
+
+_LEVEL_COLUMNS = {"press": (10, 15), "gph": (17, 21), "temp": (23, 27), "rh": (29, 33),
+                  "dpdp": (35, 39), "wdir": (41, 45), "wspd": (47, 51)}
+
+
+@dataclasses.dataclass
+class Sounding:
+    """One sounding, physical units: Pa, m, K, K (dew-point depression), deg, m s-1."""
+
+    station_id: str
+    nominal: np.datetime64 | None  # header date + hour; None when hour is 99
+    release: np.datetime64 | None  # header date + release time, shifted to within 12 h
+    lat: float
+    lon: float
+    kind: np.ndarray  # level type, 2 digits ("10", "21", ...)
+    values: dict[str, np.ndarray]  # _LEVEL_COLUMNS keys -> (nlev,), NaN missing
+    source: str  # file (and zip member) it came from
+
+    @property
+    def time(self) -> np.datetime64 | None:
+        """Release time when known, else the nominal time."""
+        return self.release if self.release is not None else self.nominal
+
+
+class Rejections(collections.Counter):
+    """Counts of rejected lines, levels and soundings by reason."""
+
+    def report(self) -> str:
+        lines = [f"{n:8d}  {reason}" for reason, n in sorted(self.items()) if n]
+        return "\n".join(lines) or "    none"
+
+
+def _int(text: str) -> int | None:
+    text = text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _parse_header(line: str, where: str, rejected: Rejections) -> dict | None:
+    year, month, day = _int(line[13:17]), _int(line[18:20]), _int(line[21:23])
+    hour, reltime = _int(line[24:26]), line[27:31]
+    lat, lon = _int(line[55:62]), _int(line[63:71])
+    if None in (year, month, day):
+        rejected["sounding: malformed header"] += 1
+        return None
+    try:
+        date = np.datetime64(f"{year:04d}-{month:02d}-{day:02d}", "m")
+    except ValueError:
+        rejected["sounding: impossible date"] += 1
+        return None
+    nominal = None if hour in (None, 99) else date + np.timedelta64(hour, "h")
+    rel_h, rel_m = _int(reltime[:2]), _int(reltime[2:])
+    release = None
+    if rel_h not in (None, 99) and 0 <= rel_h <= 23:
+        release = date + np.timedelta64(rel_h * 60 + (rel_m if rel_m not in (None, 99) else 0), "m")
+        if nominal is not None and release - nominal > np.timedelta64(12, "h"):
+            release -= np.timedelta64(1, "D")  # launched the evening before a 00 UTC sounding
+    if nominal is None and release is None:
+        rejected["sounding: no time (hour 99 and no release time)"] += 1
+        return None
+    if lat is None or lon is None or abs(lat) > 900000 or abs(lon) > 1800000:
+        rejected["sounding: missing coordinates"] += 1
+        return None
+    return {"station_id": line[1:12].strip(), "nominal": nominal, "release": release,
+            "lat": lat / 1e4, "lon": lon / 1e4, "nlev": _int(line[32:36]) or 0}
+
+
+def _parse_level(line: str) -> dict[str, float]:
+    out = {}
+    for name, (a, b) in _LEVEL_COLUMNS.items():
+        raw = line[a - 1:b].strip().rstrip("AB")
+        value = _int(raw)
+        out[name] = np.nan if value is None or value in (-9999, -8888) else float(value)
+    return out
+
+
+def _finish(header: dict, levels: list[tuple[str, dict]], source: str) -> Sounding:
+    kinds = np.array([k for k, _ in levels], dtype=object)
+    raw = {name: np.array([v[name] for _, v in levels], dtype=float) for name in _LEVEL_COLUMNS}
+    values = {"press": raw["press"], "gph": raw["gph"],
+              "temp": celsius_tenths_to_kelvin(raw["temp"]), "rh": raw["rh"] / 10.0,
+              "dpdp": raw["dpdp"] / 10.0, "wdir": raw["wdir"], "wspd": raw["wspd"] / 10.0}
+    return Sounding(header["station_id"], header["nominal"], header["release"], header["lat"],
+                    header["lon"], kinds, values, source)
+
+
+def parse_soundings(lines: list[str], source: str, rejected: Rejections) -> list[Sounding]:
+    """Soundings from the lines of one IGRA2 sounding-data file."""
+    soundings, header, levels = [], None, []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            if header is not None:
+                soundings.append(_finish(header, levels, source)) if levels else \
+                    rejected.update(["sounding: no levels"])
+            header, levels = _parse_header(line, f"{source}:{number}", rejected), []
+            continue
+        if header is None:
+            rejected["line: level outside a sounding"] += 1
+            continue
+        kind = line[:2]
+        if len(line) < 27 or not kind.isdigit():
+            rejected["level: malformed line"] += 1
+            continue
+        if kind[0] not in "123" or kind[1] not in "012":
+            rejected[f"level: unknown level type {kind}"] += 1
+            continue
+        levels.append((kind, _parse_level(line)))
+    if header is not None:
+        soundings.append(_finish(header, levels, source)) if levels else \
+            rejected.update(["sounding: no levels"])
+    return soundings
+
+
+def read_soundings(path: str | Path, rejected: Rejections) -> list[Sounding]:
+    """All soundings of an IGRA2 sounding-data file, plain text or ``.zip``."""
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            out = []
+            with zipfile.ZipFile(path) as archive:
+                for member in archive.namelist():
+                    if member.endswith("/"):
+                        continue
+                    text = archive.read(member).decode("ascii", errors="replace")
+                    out += parse_soundings(text.splitlines(), f"{path.name}:{member}", rejected)
+            return out
+        text = path.read_text(errors="replace")
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+    if text.strip() and not text.lstrip().startswith("#"):
+        raise ValueError(f"{path}: not an IGRA2 sounding-data file (no '#' header line first)")
+    return parse_soundings(text.splitlines(), path.name, rejected)
