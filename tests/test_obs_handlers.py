@@ -263,3 +263,33 @@ def test_background_check_rejects_gross_errors_and_counts_them():
     assert len(background_check(term, background, spread, k=4.0).rows) == 3
     with pytest.raises(ValueError, match="k must be > 0"):
         background_check(term, background, 0.5, k=0.0)
+
+
+def test_forecast_pseudo_observation_on_a_legendre_gauss_grid():
+    from dafusion.grids import LegendreGaussGrid
+    from dafusion.obs.forecast import ForecastObs
+
+    lg = LegendreGaussGrid(12, 24)
+    norm = Normaliser(("t850", "z500", "sp"), np.array([270.0, 54000.0, 1e5]),
+                      np.array([10.0, 2000.0, 500.0]))
+    lat, lon = np.meshgrid(np.deg2rad(lg.lat), np.deg2rad(lg.lon), indexing="ij")
+    t850 = 270.0 + 10.0 * y21(lat, lon)
+    q850 = np.full(lg.shape, 0.004)
+    term = ForecastObs.from_forecast(np.stack([t850, q850]), forecast_grid=lg,
+                                     forecast_channels=["t850", "q850"],
+                                     channels=["t850", "z500", "sp"], normaliser=norm,
+                                     grid=GRID, regrid="bicubic")
+    assert term.channels == ["t850"] and term.rejected == {"channel q850 not in state": 288}
+    torch.testing.assert_close(term.y, torch.as_tensor(y21(lat, lon).ravel(), dtype=torch.float32))
+    analysis = torch.zeros(1, 3, 32, 64, dtype=torch.float64)
+    analysis[0, 0] = _field(y21)[0, 0]  # the same field, normalised, on the analysis grid
+    assert (term.operator(analysis)[0] - term.y.double()).abs().max() < 3e-3
+    members = ForecastObs.from_forecast(np.stack([np.stack([t850, q850])] * 2), forecast_grid=lg,
+                                        forecast_channels=["t850", "q850"],
+                                        channels=["t850", "z500", "sp"], normaliser=norm,
+                                        grid=GRID)
+    assert members.y.shape == (2, 288)
+    with pytest.raises(ValueError, match="regrid 'spectral' is not available"):
+        ForecastObs.from_forecast(t850[None], forecast_grid=lg, forecast_channels=["t850"],
+                                  channels=["t850"], normaliser=norm, grid=GRID,
+                                  regrid="spectral")

@@ -12,7 +12,8 @@ from each observation's physical error std, (error_std / std_channel)², unless
 a normalised value is configured; gridded sources take a configured value.
 
 Sources so far: ``stations.StationObs`` (radiosondes, IGRA2, synthetic),
-``gridded.GriddedObs`` (coarse fields, the paper's LR).
+``gridded.GriddedObs`` (coarse fields, the paper's LR), ``forecast.ForecastObs``
+(the emulator forecast as a pseudo-observation, the paper's LUCIE term).
 """
 
 from __future__ import annotations
