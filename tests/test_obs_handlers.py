@@ -293,3 +293,18 @@ def test_forecast_pseudo_observation_on_a_legendre_gauss_grid():
         ForecastObs.from_forecast(t850[None], forecast_grid=lg, forecast_channels=["t850"],
                                   channels=["t850"], normaliser=norm, grid=GRID,
                                   regrid="spectral")
+
+
+def test_sigma_y_and_gamma_per_variable():
+    norm = Normaliser(("t850", "z500", "sp"), np.array([270.0, 54000.0, 1e5]),
+                      np.array([10.0, 2000.0, 500.0]))
+    term = StationObs.from_table(_table(), channels=["t850", "z500", "sp"], normaliser=norm,
+                                 grid=GRID, time=np.datetime64("2020-01-01"),
+                                 sigma_y={"temperature": 5e-4},
+                                 gamma={"geopotential": 0.2, "temperature": 0.1})
+    torch.testing.assert_close(term.sigma_y, torch.tensor([5e-4, 0.0025, 0.04]))
+    torch.testing.assert_close(term.gamma, torch.tensor([0.1, 0.2, 1e-5]))
+    with pytest.raises(ValueError, match="need sigma_y > 0"):
+        StationObs.from_table(_table(), channels=["t850", "z500", "sp"], normaliser=norm,
+                              grid=GRID, time=np.datetime64("2020-01-01"),
+                              gamma={"temperature": -1.0})

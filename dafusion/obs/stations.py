@@ -9,7 +9,9 @@ dropped silently.
 
 Σ_y: by default each row's own ``error_std`` expressed in normalised units,
 ``(error_std / std_channel)²``; a configured ``sigma_y`` (normalised variance,
-the paper's convention: 5e-4 for IGRA) replaces it for every row.
+the paper's convention: 5e-4 for IGRA) replaces it, for every row or, given as
+``{variable: value}``, per variable (variables not named keep the default).
+Γ̂ likewise: one value (paper: 1e-5 for IGRA) or ``{variable: value}``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class StationObs:
     name: str
     y: torch.Tensor  # (n,) normalised
     sigma_y: torch.Tensor  # (n,) normalised variance
-    gamma: float
+    gamma: float | torch.Tensor  # one value or (n,)
     weight: float
     interpolation: PointInterpolation
     rows: ObservationTable  # the rows used, physical units
@@ -48,10 +50,14 @@ class StationObs:
     def from_table(cls, table: ObservationTable, *, channels: list[str],
                    normaliser: Normaliser, grid: AnyGrid, time: np.datetime64,
                    window_hours: float = 3.0, method: str = "bicubic",
-                   sigma_y: float | None = None, gamma: float = 1e-5, weight: float = 1.0,
+                   sigma_y: float | dict[str, float] | None = None,
+                   gamma: float | dict[str, float] = 1e-5, weight: float = 1.0,
                    name: str = "stations") -> "StationObs":
         """Rows within ±``window_hours`` of ``time``; see the module docstring."""
-        if gamma < 0 or weight < 0 or (sigma_y is not None and not sigma_y > 0):
+        sig = sigma_y.values() if isinstance(sigma_y, dict) else [sigma_y]
+        gam = gamma.values() if isinstance(gamma, dict) else [gamma]
+        if (any(s is not None and not s > 0 for s in sig) or any(not g >= 0 for g in gam)
+                or not weight >= 0):
             raise ValueError(f"observation source '{name}': need sigma_y > 0, gamma >= 0, "
                              f"weight >= 0 (got {sigma_y}, {gamma}, {weight})")
         normaliser.check_channels(channels, f"observation source '{name}'")
@@ -72,13 +78,25 @@ class StationObs:
                              f"{window_hours} h of {time} (rejected: {rejected or 'none'})")
         mean, std = normaliser.mean[channel], normaliser.std[channel]
         y = (rows.value - mean) / std
-        var = (rows.error_std / std) ** 2 if sigma_y is None else np.full(len(rows), sigma_y)
+        var = _per_row(sigma_y, rows.variable, (rows.error_std / std) ** 2)
+        gam = gamma if not isinstance(gamma, dict) else torch.as_tensor(
+            _per_row(gamma, rows.variable, np.full(len(rows), 1e-5)), dtype=torch.float32)
         interp = PointInterpolation.build(grid, rows.lat, rows.lon, channel, method)
         return cls(name, torch.as_tensor(y, dtype=torch.float32),
-                   torch.as_tensor(var, dtype=torch.float32), gamma, weight, interp, rows,
+                   torch.as_tensor(var, dtype=torch.float32), gam, weight, interp, rows,
                    rejected)
 
-    def diagnostics(self) -> dict[str, object]:
+    def diagnostics(self) -> dict[str, object]:  # noqa: D102 - see the protocol
         """Counts for the observation-space diagnostics."""
         return {"source": self.name, "used": len(self.rows), "rejected": dict(self.rejected),
                 "stations": int(np.unique(self.rows.station_id).size)}
+
+
+def _per_row(setting: float | dict[str, float] | None, variables: np.ndarray,
+             default: np.ndarray) -> np.ndarray:
+    """One value per row: the setting, the setting of the row's variable, or the default."""
+    if setting is None:
+        return default
+    if not isinstance(setting, dict):
+        return np.full(len(variables), float(setting))
+    return np.array([setting.get(v, d) for v, d in zip(variables, default)], dtype=float)
