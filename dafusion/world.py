@@ -19,7 +19,6 @@ JAX and dinosaur are imported lazily: only this module needs the ``world`` extra
 
 from __future__ import annotations
 
-import json
 import shutil
 import time as _time
 from pathlib import Path
@@ -30,6 +29,7 @@ import xarray as xr
 
 from dafusion.config import WorldConfig, dump_config
 from dafusion.grids import EquiangularGrid
+from dafusion.progress import null_progress
 
 
 
@@ -203,7 +203,7 @@ def generate_world(cfg: WorldConfig, out: str | Path, *, force: bool = False,
     world = HeldSuarezWorld(cfg)
     times = time_axis(cfg)
     per_chunk = cfg.chunk_days * (24 // cfg.output_hours)
-    bar = progress or (lambda total, desc: _NullBar())
+    bar = progress or null_progress
     state, next_index = _prepare_store(world, cfg, out, force=force, resume=resume)
     if next_index is None:  # fresh store: spin up first
         with bar(int(round(cfg.spinup_days * 24 / cfg.output_hours)), "spin-up") as pbar:
@@ -288,19 +288,3 @@ def _finish(out: Path) -> None:
     resume_path(out).unlink(missing_ok=True)
 
 
-class _NullBar:
-    def __enter__(self) -> "_NullBar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def update(self, n: int) -> None:
-        return None
-
-
-def provenance_json(path: str | Path) -> str:
-    """The generation record stored in a world store, as JSON (for shipped data)."""
-    attrs = xr.open_zarr(path, consolidated=False).attrs
-    return json.dumps({k: attrs[k] for k in ("dafusion_world_config", "dinosaur_version")
-                       if k in attrs}, indent=2)

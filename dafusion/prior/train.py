@@ -30,6 +30,7 @@ from dafusion.data import GriddedSource
 from dafusion.normalise import Normaliser
 from dafusion.prior.checkpoint import PriorMeta, build_denoiser, recover, save_checkpoint
 from dafusion.prior.edm import edm_loss
+from dafusion.progress import null_progress
 
 
 class TrainingData:
@@ -106,7 +107,7 @@ def train_prior(cfg: Config, out: str | Path, *, resume: bool = False, force: bo
         torch.set_rng_state(state["rng"]["torch"])
         record = state["record"]
     ddp = (torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model)
-    bar = progress or _no_bar
+    bar = progress or null_progress
     started, recent = time.perf_counter() - record["wall_seconds"], []
     with bar(total_steps, "prior train") as pbar:
         pbar.update(record["step"])
@@ -182,20 +183,3 @@ def _hardware(device: torch.device, world: int) -> str:
         name = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
     return f"{world} x {name}"
 
-
-class _NoBar:
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def update(self, n: int) -> None:
-        return None
-
-    def set_postfix(self, **kw: Any) -> None:
-        return None
-
-
-def _no_bar(total: int, desc: str) -> _NoBar:
-    return _NoBar()
