@@ -59,6 +59,9 @@ def test_resume_continues_exactly(tmp_path):
     train_prior(cfg, tmp_path / "part", steps=2)
     with pytest.raises(FileExistsError, match="--resume"):
         train_prior(cfg, tmp_path / "part", steps=4)
+    with pytest.raises(ValueError, match="trained with prior.network = "):
+        train_prior(tiny_config(data, "prior.network.base_channels=16"), tmp_path / "part",
+                    steps=4, resume=True)
     train_prior(cfg, tmp_path / "part", steps=4, resume=True)
     full = torch.load(tmp_path / "full" / "weights.pt", weights_only=True)
     part = torch.load(tmp_path / "part" / "weights.pt", weights_only=True)

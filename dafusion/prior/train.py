@@ -28,7 +28,8 @@ import torch
 from dafusion.config import Config, dump_config
 from dafusion.data import GriddedSource
 from dafusion.normalise import Normaliser
-from dafusion.prior.checkpoint import PriorMeta, build_denoiser, recover, save_checkpoint
+from dafusion.prior.checkpoint import (PriorMeta, build_denoiser, read_meta, recover,
+                                       save_checkpoint)
 from dafusion.prior.edm import edm_loss
 from dafusion.progress import null_progress
 
@@ -87,7 +88,7 @@ def train_prior(cfg: Config, out: str | Path, *, resume: bool = False, force: bo
     if out.exists() and not (resume or force):
         raise FileExistsError(f"{out}: already exists; pass --resume to continue training "
                               "or --force to start again")
-    state = _load_training_state(out) if resume else None
+    state = _load_training_state(out, cfg) if resume else None
     data = TrainingData(cfg, state["normaliser"] if state else None)
     meta = PriorMeta(data.source.grid, cfg.data.channels, cfg.prior.network, cfg.prior.edm)
     torch.manual_seed(tcfg.seed)  # initial weights: the same on every rank and every run
@@ -164,10 +165,17 @@ def _checkpoint(out: Path, cfg: Config, meta: PriorMeta, model: torch.nn.Module,
     save_checkpoint(out, meta, ema, data.normaliser, info, training_state=state)
 
 
-def _load_training_state(out: Path) -> dict[str, Any]:
+def _load_training_state(out: Path, cfg: Config) -> dict[str, Any]:
     path = out / "training_state.pt"
     if not path.exists():
         raise FileNotFoundError(f"{out}: nothing to resume (no training_state.pt)")
+    meta = read_meta(out)
+    for key, saved, now in (("data.channels", meta.channels, cfg.data.channels),
+                            ("prior.network", meta.network, cfg.prior.network),
+                            ("prior.edm", meta.edm, cfg.prior.edm)):
+        if saved != now:
+            raise ValueError(f"{out}: trained with {key} = {saved}, the configuration now says "
+                             f"{now}; resume with the same settings or start again with --force")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
