@@ -214,6 +214,21 @@ def prior_train(config_path: str | None, overrides: tuple[str, ...], out: str,
                f"{record['wall_seconds']:.0f} s of training")
 
 
+@prior.command("export")
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--half", is_flag=True, help="Store the weights as float16.")
+@click.option("--force", is_flag=True)
+@_friendly
+def prior_export(checkpoint: str, out: str, half: bool, force: bool) -> None:
+    """Copy a checkpoint without its training state (for shipping)."""
+    from dafusion.prior.checkpoint import export_checkpoint
+
+    path = export_checkpoint(checkpoint, out, half=half, force=force)
+    size = sum(f.stat().st_size for f in path.iterdir())
+    click.echo(f"wrote {path} ({size / 1e6:.2f} MB)")
+
+
 @prior.command("sample")
 @_config_options
 @click.option("--checkpoint", type=click.Path(file_okay=False),

@@ -107,6 +107,23 @@ def test_checkpoint_round_trip_and_checks(tmp_path):
         load_prior(broken)
 
 
+def test_export_half_precision(tmp_path):
+    from dafusion.prior.checkpoint import export_checkpoint
+
+    data = _wb2(tmp_path)
+    train_prior(tiny_config(data), tmp_path / "ckpt", steps=2)
+    out = export_checkpoint(tmp_path / "ckpt", tmp_path / "ship", half=True)
+    assert not (out / "training_state.pt").exists()
+    full, _, _ = load_prior(tmp_path / "ckpt")
+    half, _, _ = load_prior(out)
+    assert next(half.parameters()).dtype == torch.float32
+    for a, b in zip(full.parameters(), half.parameters()):
+        torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0)
+    assert json.loads((out / "record.json").read_text())["stored_dtype"].startswith("float16")
+    with pytest.raises(FileExistsError):
+        export_checkpoint(tmp_path / "ckpt", out)
+
+
 def test_interrupted_replacement_is_recovered(tmp_path):
     data = _wb2(tmp_path)
     ckpt = tmp_path / "ckpt"

@@ -158,3 +158,20 @@ def load_prior(path: str | Path, *, grid: AnyGrid | None = None,
         raise CheckpointError(f"{path / 'weights.pt'}: does not fit the architecture in "
                               f"prior.yaml ({str(err).splitlines()[0]})") from None
     return denoiser.to(device).eval(), normaliser, meta
+
+
+def export_checkpoint(src: str | Path, out: str | Path, *, half: bool = False,
+                      force: bool = False) -> Path:
+    """Copy a checkpoint without its training state, optionally storing the weights
+    as float16 (loaded back into float32 parameters); for shipping."""
+    src, out = Path(src), Path(out)
+    meta = read_meta(src)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out}: already exists; pass --force to overwrite")
+    denoiser, normaliser, _ = load_prior(src)
+    record = json.loads((src / "record.json").read_text())
+    if half:
+        denoiser = denoiser.half()
+        record["stored_dtype"] = "float16 (EMA weights rounded once at export)"
+    return save_checkpoint(out, meta, denoiser, normaliser,
+                           {k: v for k, v in record.items() if k != "weights_sha256"})
