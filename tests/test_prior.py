@@ -291,3 +291,25 @@ def test_nan_during_sampling_names_step_and_term():
 
     with pytest.raises(SamplingError, match="non-finite denoiser output at step 0"):
         _sample(broken, 2, steps=3)
+
+
+def test_the_papers_network_is_expressible_in_a_config():
+    """configs/prior_paper_era5.yaml builds the paper's SongUNet for 128x256x13
+    (on the meta device: no memory is allocated)."""
+    from pathlib import Path
+
+    from dafusion.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "prior_paper_era5.yaml")
+    net_cfg = cfg.prior.network
+    assert (net_cfg.base_channels, net_cfg.channel_mult, net_cfg.blocks_per_level,
+            net_cfg.dropout) == (64, [1, 2, 4, 8, 16], 4, 0.1)
+    with torch.device("meta"):
+        net = SongUNet(len(cfg.data.channels), (128, 256), net_cfg)
+    assert len(cfg.data.channels) == 13
+    assert net.attention_at == {(32, 64), (16, 32), (8, 16)}
+    assert sum(p.numel() for p in net.parameters()) > 100e6
+    demo = load_config(None).prior.network
+    with torch.device("meta"):
+        small = SongUNet(9, (32, 64), demo)
+    assert small.attention_at == {(8, 16)}

@@ -130,6 +130,7 @@ class SongUNet(nn.Module):
                                    nn.Linear(cfg.base_channels, emb_dim), nn.SiLU(),
                                    nn.Linear(emb_dim, emb_dim), nn.SiLU())
         self.conv_in = SphereConv2d(channels, cfg.base_channels, 3)
+        self.attention_at: set[tuple[int, int]] = set()  # resolutions with self-attention
         self.down, skips = nn.ModuleList(), [cfg.base_channels]
         c, (h, w) = cfg.base_channels, shape
         for level, mult in enumerate(cfg.channel_mult):
@@ -137,6 +138,8 @@ class SongUNet(nn.Module):
                 self.down.append(ResBlock(c, c, emb_dim, cfg.dropout, "down"))
                 h, w = h // 2, w // 2
                 skips.append(c)
+            if (h, w) in attn:
+                self.attention_at.add((h, w))
             for _ in range(cfg.blocks_per_level):
                 self.down.append(ResBlock(c, cfg.base_channels * mult, emb_dim, cfg.dropout,
                                           attention=(h, w) in attn))
