@@ -16,7 +16,7 @@ from scipy.special import gammaln, lpmv
 from dafusion.grids import AnyGrid
 
 
-def _legendre(lmax: int, mu: np.ndarray) -> np.ndarray:
+def legendre(lmax: int, mu: np.ndarray) -> np.ndarray:
     """Orthonormal associated Legendre functions P̄_l^m(μ): ``(m, l, lat)``, zero for l < m.
 
     Normalised so that ∫_{-1}^{1} P̄_l^m(μ)² dμ = 1 (no Condon-Shortley phase).
@@ -39,7 +39,7 @@ def power_spectrum(field: np.ndarray, grid: AnyGrid, lmax: int | None = None) ->
     mu = np.sin(np.deg2rad(grid.lat))
     dmu = 2.0 * grid.lat_weights  # ∫ dμ over each latitude band
     fm = np.fft.rfft(field, axis=-1)[..., : lmax + 1] * (2 * np.pi / nlon)  # ∫ f e^{-imλ} dλ
-    p = _legendre(lmax, mu)  # (m, l, lat)
+    p = legendre(lmax, mu)  # (m, l, lat)
     # a_lm = 1/sqrt(2π) ∫ f_m(μ) P̄_l^m(μ) dμ for complex orthonormal Y_lm
     coef = np.einsum("...jm,mlj,j->...ml", fm, p, dmu) / np.sqrt(2 * np.pi)
     power = np.abs(coef) ** 2

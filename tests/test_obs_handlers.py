@@ -289,10 +289,15 @@ def test_forecast_pseudo_observation_on_a_legendre_gauss_grid():
                                         channels=["t850", "z500", "sp"], normaliser=norm,
                                         grid=GRID)
     assert members.y.shape == (2, 288)
-    with pytest.raises(ValueError, match="regrid 'spectral' is not available"):
+    spectral = ForecastObs.from_forecast(np.stack([t850, q850]), forecast_grid=lg,
+                                         forecast_channels=["t850", "q850"],
+                                         channels=["t850", "z500", "sp"], normaliser=norm,
+                                         grid=GRID)  # the default: exact for Y_2^1
+    assert (spectral.operator(analysis)[0] - spectral.y.double()).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="regrid 'nearest' is not available"):
         ForecastObs.from_forecast(t850[None], forecast_grid=lg, forecast_channels=["t850"],
-                                  channels=["t850"], normaliser=norm, grid=GRID,
-                                  regrid="spectral")
+                                  channels=["t850", "z500", "sp"], normaliser=norm, grid=GRID,
+                                  regrid="nearest")
 
 
 def test_sigma_y_and_gamma_per_variable():

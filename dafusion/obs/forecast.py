@@ -1,13 +1,10 @@
 """The emulator forecast as a coarse pseudo-observation (the paper's LUCIE term, eq. 14).
 
 ``y`` is a forecast on the emulator's own grid (Legendre-Gauss 48x96 for
-LUCIE) and variables; the operator maps the normalised analysis to that grid
-and picks the forecast's channels. The regridding is named by ``regrid``:
-
-* ``bilinear`` / ``bicubic``: point interpolation of the analysis at the
-  emulator grid's nodes (``obs.interp``), available now;
-* the spectral (spherical-harmonic) regridder arrives with the emulator layer
-  and will be selected here by name.
+LUCIE) and variables; the operator picks the forecast's channels from the
+normalised analysis and maps them to that grid with ``dafusion.regrid``:
+``spectral`` (default: spherical-harmonic transform and truncation, exact for
+band-limited fields), ``bilinear`` or ``bicubic``.
 
 Only channels that both the emulator and the analysis carry are used; the
 others are listed in ``rejected`` (counted per grid point).
@@ -19,12 +16,11 @@ import dataclasses
 
 import numpy as np
 import torch
+from torch import nn
 
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
-from dafusion.obs.interp import PointInterpolation
-
-REGRIDDERS = ("bilinear", "bicubic")
+from dafusion.regrid import METHODS, make_regridder
 
 
 @dataclasses.dataclass
@@ -36,23 +32,26 @@ class ForecastObs:
     sigma_y: float
     gamma: float
     weight: float
-    interpolation: PointInterpolation
+    regridder: nn.Module  # (B, C, H, W) -> (B, C, h, w)
+    channel_index: list[int]  # analysis channels that the forecast carries
     channels: list[str]
     rejected: dict[str, int]
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
-        return self.interpolation.apply(x)
+        """``(B, C, H, W)`` -> ``(B, n)``: the shared channels on the forecast grid."""
+        out = self.regridder(x[:, self.channel_index])
+        return out.reshape(x.shape[0], -1)
 
     @classmethod
     def from_forecast(cls, forecast: np.ndarray, *, forecast_grid: AnyGrid,
                       forecast_channels: list[str], channels: list[str],
-                      normaliser: Normaliser, grid: AnyGrid, regrid: str = "bilinear",
+                      normaliser: Normaliser, grid: AnyGrid, regrid: str = "spectral",
                       sigma_y: float = 0.1, gamma: float = 5e-3, weight: float = 1.0,
                       name: str = "emulator") -> "ForecastObs":
         """``forecast``: ``(C_f, h, w)`` or ``(B, C_f, h, w)`` (one per member), physical."""
-        if regrid not in REGRIDDERS:
+        if regrid not in METHODS:
             raise ValueError(f"observation source '{name}': regrid {regrid!r} is not available; "
-                             f"use one of {REGRIDDERS}")
+                             f"use one of {METHODS}")
         if not sigma_y > 0 or gamma < 0 or weight < 0:
             raise ValueError(f"observation source '{name}': need sigma_y > 0, gamma >= 0, "
                              f"weight >= 0 (got {sigma_y}, {gamma}, {weight})")
@@ -73,17 +72,13 @@ class ForecastObs:
         npts = forecast_grid.nlat * forecast_grid.nlon
         rejected = {f"channel {c} not in state": npts for c in forecast_channels
                     if c not in channels}
-        lat, lon = np.meshgrid(forecast_grid.lat, forecast_grid.lon, indexing="ij")
         idx = [channels.index(c) for c in shared]
-        interp = PointInterpolation.build(grid, np.tile(lat.ravel(), len(shared)),
-                                          np.tile(lon.ravel(), len(shared)),
-                                          np.repeat(idx, npts), regrid)
         picked = fc[:, [forecast_channels.index(c) for c in shared]]
         normalised = (picked - normaliser.mean[idx][None, :, None, None]) \
             / normaliser.std[idx][None, :, None, None]
         y = torch.as_tensor(normalised.reshape(fc.shape[0], -1), dtype=torch.float32)
-        return cls(name, y if per_member else y[0], sigma_y, gamma, weight, interp, shared,
-                   rejected)
+        return cls(name, y if per_member else y[0], sigma_y, gamma, weight,
+                   make_regridder(grid, forecast_grid, regrid), idx, shared, rejected)
 
     def diagnostics(self) -> dict[str, object]:
         return {"source": self.name, "used": int(self.y.shape[-1]),
