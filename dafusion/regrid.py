@@ -17,7 +17,7 @@ is why the transform is written here rather than taken from torch-harmonics
 0.8, whose equiangular grid includes the poles.)
 
 ``PointRegridder``: bilinear or bicubic interpolation at the destination
-nodes (``obs.interp``), the cheap alternative.
+nodes (``dafusion.interp``), the cheap alternative.
 
 Shared by the emulator layer (initial states, forecasts) and the observation
 layer (the emulator forecast as a pseudo-observation), hence a top-level module.
@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from dafusion.grids import AnyGrid, LegendreGaussGrid
-from dafusion.obs.interp import PointInterpolation
+from dafusion.interp import PointInterpolation
 from dafusion.spectra import legendre
 
 

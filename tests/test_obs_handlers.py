@@ -12,7 +12,7 @@ from dafusion.config import SamplerConfig
 from dafusion.grids import EquiangularGrid, weighted_mean
 from dafusion.normalise import Normaliser
 from dafusion.obs.gridded import Coarsening, GriddedObs
-from dafusion.obs.interp import PointInterpolation, fractional_indices
+from dafusion.interp import PointInterpolation, fractional_indices
 from dafusion.obs.stations import StationObs
 from dafusion.obs.table import ObservationTable
 from dafusion.prior.sampler import PosteriorSampler, member_generators

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from dafusion.grids import EquiangularGrid
-from dafusion.obs.interp import PointInterpolation
+from dafusion.interp import PointInterpolation
 
 
 @dataclasses.dataclass

@@ -3,7 +3,7 @@
 Built from the observation table for one analysis time: every usable row
 becomes one scalar observation of one channel, its operator the bicubic (as
 the paper) or bilinear interpolation of that channel at the station (see
-``obs.interp``). Values and error variances are converted to normalised units
+``dafusion.interp``). Values and error variances are converted to normalised units
 once, by the normaliser. Rows that cannot be used are counted by reason, never
 dropped silently.
 
@@ -24,7 +24,7 @@ import torch
 
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
-from dafusion.obs.interp import PointInterpolation
+from dafusion.interp import PointInterpolation
 from dafusion.obs.table import ObservationTable
 from dafusion.variables import parse_channels
 
