@@ -1,2 +1,2 @@
-"""Forecast models (LUCIE-style SFNO emulator, persistence). Not built yet:
-see docs/ARCHITECTURE.md for the planned interface."""
+"""Forecast models: the interface (base.py), persistence, and the LUCIE-style
+SFNO emulator (to come). Regridding lives in dafusion/regrid.py."""
