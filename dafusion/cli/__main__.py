@@ -1,0 +1,3 @@
+from dafusion.cli import main
+
+main()

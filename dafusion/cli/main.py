@@ -1,0 +1,68 @@
+"""The ``cycler`` command group and the helpers every command uses."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+from typing import Any, Callable, Iterator
+
+import click
+
+from dafusion import __version__
+from dafusion.config import ConfigError, dump_config, load_config
+
+_USER_ERRORS = (ConfigError, ValueError, FileExistsError, FileNotFoundError, RuntimeError)
+
+
+def friendly(fn: Callable) -> Callable:
+    """Report the library's boundary errors as ``Error: <message>``, exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _USER_ERRORS as err:
+            raise click.ClickException(str(err)) from err
+
+    return wrapper
+
+
+def config_options(fn: Callable) -> Callable:
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                      help="Override a configuration value (repeatable).")(fn)
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                        help="YAML configuration file (defaults if omitted).")(fn)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, desc: str) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True,
+              disable=None, file=sys.stderr) as bar:
+        yield bar
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cycler")
+def main() -> None:
+    """dafusion: data assimilation cycling with a diffusion prior and an emulator."""
+
+
+# --------------------------------------------------------------------------- config
+
+
+@main.group()
+def config() -> None:
+    """Inspect configurations."""
+
+
+@config.command("show")
+@config_options
+@friendly
+def config_show(config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Print the resolved configuration (file + --set overrides + defaults)."""
+    click.echo(dump_config(load_config(config_path, overrides)), nl=False)
+
+

@@ -1,0 +1,144 @@
+"""Prior commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+from dafusion.cli.main import progress_bar, config_options, friendly, main
+from dafusion.config import dump_config, load_config
+
+
+@main.group()
+def prior() -> None:
+    """The EDM diffusion prior: train, sample."""
+
+
+@prior.command("train")
+@config_options
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Checkpoint directory (rewritten at every checkpoint).")
+@click.option("--steps", type=int, help="Train until this many steps (default prior.train.steps).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--force", is_flag=True, help="Start again, replacing --out.")
+@friendly
+def prior_train(config_path: str | None, overrides: tuple[str, ...], out: str,
+                steps: int | None, resume: bool, force: bool) -> None:
+    """Train the prior (single device, or data-parallel under torchrun)."""
+    from dafusion.prior.train import train_prior
+
+    cfg = load_config(config_path, overrides)
+    record = train_prior(cfg, out, resume=resume, force=force, steps=steps, progress=progress_bar)
+    last = record["loss"][-1][1] if record["loss"] else float("nan")
+    click.echo(f"{out}: step {record['step']}, last loss {last:.4f}, "
+               f"{record['wall_seconds']:.0f} s of training")
+
+
+@prior.command("export")
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--half", is_flag=True, help="Store the weights as float16.")
+@click.option("--force", is_flag=True)
+@friendly
+def prior_export(checkpoint: str, out: str, half: bool, force: bool) -> None:
+    """Copy a checkpoint without its training state (for shipping)."""
+    from dafusion.prior.checkpoint import export_checkpoint
+
+    path = export_checkpoint(checkpoint, out, half=half, force=force)
+    size = sum(f.stat().st_size for f in path.iterdir())
+    click.echo(f"wrote {path} ({size / 1e6:.2f} MB)")
+
+
+@prior.command("sample")
+@config_options
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Checkpoint directory (default: prior.checkpoint, else the demo prior).")
+@click.option("-n", "--members", default=8, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--force", is_flag=True)
+@friendly
+def prior_sample(config_path: str | None, overrides: tuple[str, ...], checkpoint: str | None,
+                 members: int, seed: int, out: str, device: str, force: bool) -> None:
+    """Unconditional samples in physical units (CF netCDF)."""
+    from dafusion.io import state_dataset, write_netcdf
+    from dafusion.prior import demo_prior_path
+    from dafusion.prior.checkpoint import load_prior
+    from dafusion.prior.sampler import PosteriorSampler, member_generators
+
+    cfg = load_config(config_path, overrides)
+    if members < 1:
+        raise click.ClickException(f"-n/--members must be >= 1, got {members}")
+    if Path(out).exists() and not force:
+        raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
+    path = checkpoint or cfg.prior.checkpoint or demo_prior_path()
+    denoiser, normaliser, meta = load_prior(path, device=device)
+    shape = (len(meta.channels),) + meta.grid.shape
+    with progress_bar(cfg.prior.sampler.steps, "sampling") as bar:
+        sampler = PosteriorSampler(cfg.prior.sampler, callback=lambda i, x: bar.update(1))
+        x = sampler(denoiser, shape, member_generators(seed, range(members), device),
+                    device=device)
+    values = normaliser.denormalise(x.detach().cpu().numpy().astype(np.float64))
+    ds = state_dataset(values, meta.channels, meta.grid, attrs={
+        "title": "dafusion unconditional prior samples", "checkpoint": Path(path).name,
+        "seed": seed, "dafusion_config": dump_config(cfg)})
+    write_netcdf(ds, out, force=force)
+    click.echo(f"wrote {out}: {members} samples on {meta.grid.name}")
+
+
+@prior.command("report")
+@config_options
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Checkpoint directory (default: prior.checkpoint, else the demo prior).")
+@click.option("--data", "data_path", type=click.Path(),
+              help="Reference data (default: data.path; else the shipped demo truth).")
+@click.option("-n", "--members", default=16, show_default=True, type=int)
+@click.option("--data-times", default=64, show_default=True, type=int,
+              help="Evenly spaced reference times from the validation period.")
+@click.option("--lmax", default=21, show_default=True, type=int,
+              help="Highest total wavenumber compared (T21 truth: 21).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@friendly
+def prior_report(config_path: str | None, overrides: tuple[str, ...], checkpoint: str | None,
+                 data_path: str | None, members: int, data_times: int, lmax: int, seed: int,
+                 out: str) -> None:
+    """Quality report: sample vs data statistics, zonal means, power spectra."""
+    from dafusion.data import GriddedSource, demo_truth_path
+    from dafusion.prior import demo_prior_path
+    from dafusion.prior.checkpoint import load_prior
+    from dafusion.prior.quality import compare, write_report
+    from dafusion.prior.sampler import PosteriorSampler, member_generators
+
+    cfg = load_config(config_path, overrides)
+    path = checkpoint or cfg.prior.checkpoint or demo_prior_path()
+    denoiser, normaliser, meta = load_prior(path)
+    reference = data_path or (cfg.data.path if Path(cfg.data.path).exists() else demo_truth_path())
+    source = GriddedSource.open(reference, meta.channels)
+    if source.grid != meta.grid:
+        raise click.ClickException(f"{reference}: grid {source.grid.name} is not the "
+                                   f"checkpoint's {meta.grid.name}")
+    stack = source.stack(cfg.data.valid_start, cfg.data.valid_end)
+    if stack.sizes["time"] == 0:
+        stack = source.stack()
+    idx = np.unique(np.linspace(0, stack.sizes["time"] - 1, data_times).astype(int))
+    data = stack.isel(time=idx).values
+    shape = (len(meta.channels),) + meta.grid.shape
+    with progress_bar(cfg.prior.sampler.steps, "sampling") as bar:
+        sampler = PosteriorSampler(cfg.prior.sampler, callback=lambda i, x: bar.update(1))
+        x = sampler(denoiser, shape, member_generators(seed, range(members)))
+    samples = normaliser.denormalise(x.detach().numpy().astype(np.float64))
+    report = compare(samples, data, meta.channels, meta.grid, lmax)
+    times = stack["time"].values[idx]
+    report.update(checkpoint=str(path), n_samples=members, n_data=int(idx.size),
+                  data=str(reference), data_span=f"{str(times[0])[:16]} .. {str(times[-1])[:16]}",
+                  sampler=dump_config(cfg.prior.sampler))
+    files = write_report(report, [source.channels[i].units for i in range(len(meta.channels))],
+                         out)
+    click.echo((Path(out) / "quality.md").read_text())
+    click.echo("wrote " + ", ".join(str(f) for f in files))
+
+
