@@ -85,6 +85,7 @@ class PosteriorSampler:
                 d_corr, _ = self._drift(denoiser, x_next, t_next, terms, reuse, i, "corrector")
                 x_next = x + (t_next - t_hat) * 0.5 * (d_pred + d_corr)
             x = x_next                                                      # line 19
+            _check(x, f"state after step {i}")
             if self.callback is not None:
                 self.callback(i, x)
         return x
