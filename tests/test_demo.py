@@ -1,4 +1,6 @@
-"""The demo truth shipped inside the package."""
+"""The demo data shipped inside the package: truth window and prior."""
+
+import dataclasses
 
 import numpy as np
 import xarray as xr
@@ -42,3 +44,26 @@ def test_shipped_demo_data_fits_the_budget():
     demo = Path(demo_truth_path()).parent
     total = sum(p.stat().st_size for p in demo.rglob("*") if p.is_file())
     assert total <= DEMO_BUDGET_BYTES
+
+
+def test_demo_prior_loads_for_the_default_configuration_and_samples():
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from dafusion.prior import demo_prior_path
+    from dafusion.prior.checkpoint import load_prior
+    from dafusion.prior.sampler import PosteriorSampler, member_generators
+
+    cfg = load_config(None)
+    denoiser, normaliser, meta = load_prior(demo_prior_path(), grid=EquiangularGrid(32, 64),
+                                            channels=cfg.data.channels)
+    assert meta.network == cfg.prior.network and meta.edm == cfg.prior.edm
+    record = json.loads((Path(demo_prior_path()) / "record.json").read_text())
+    assert record["step"] >= 1000 and record["data_span"][1] < "2019"
+    assert record["stored_dtype"].startswith("float16") and record["loss"]
+    sampler = PosteriorSampler(dataclasses.replace(cfg.prior.sampler, steps=4))
+    x = sampler(denoiser, (9, 32, 64), member_generators(0, range(2)))
+    physical = normaliser.denormalise(x.detach().numpy())
+    assert torch.isfinite(x).all() and 200 < physical[:, 0].mean() < 320  # t850 in K
