@@ -133,8 +133,8 @@ def prior_report(config_path: str | None, overrides: tuple[str, ...], checkpoint
     samples = normaliser.denormalise(x.detach().numpy().astype(np.float64))
     report = compare(samples, data, meta.channels, meta.grid, lmax)
     times = stack["time"].values[idx]
-    report.update(checkpoint=str(path), n_samples=members, n_data=int(idx.size),
-                  data=str(reference), data_span=f"{str(times[0])[:16]} .. {str(times[-1])[:16]}",
+    report.update(checkpoint=_display(path), n_samples=members, n_data=int(idx.size),
+                  data=_display(reference), data_span=f"{str(times[0])[:16]} .. {str(times[-1])[:16]}",
                   sampler=dump_config(cfg.prior.sampler))
     files = write_report(report, [source.channels[i].units for i in range(len(meta.channels))],
                          out)
@@ -142,3 +142,14 @@ def prior_report(config_path: str | None, overrides: tuple[str, ...], checkpoint
     click.echo("wrote " + ", ".join(str(f) for f in files))
 
 
+
+
+def _display(path: str | Path) -> str:
+    """A path as a reader should see it: package files relative to the package."""
+    import dafusion
+
+    package = Path(dafusion.__file__).resolve().parent
+    resolved = Path(path).resolve()
+    if resolved.is_relative_to(package):
+        return str(Path("dafusion") / resolved.relative_to(package))
+    return str(path)
