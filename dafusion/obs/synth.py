@@ -16,10 +16,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import torch
 
 from dafusion.config import SynthObsConfig
 from dafusion.data import GriddedSource
 from dafusion.grids import AnyGrid
+from dafusion.interp import PointInterpolation
 from dafusion.obs.igra import read_station_list
 from dafusion.obs.table import ObservationTable
 
@@ -65,21 +67,14 @@ def station_list_network(path: str, n: int, seed: int) -> Network:
 
 
 def bilinear(field: np.ndarray, grid: AnyGrid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of ``field (..., nlat, nlon)`` to points -> ``(..., npts)``.
-
-    Periodic in longitude; latitudes beyond the outermost rows take that row.
-    """
-    glat, nlon = grid.lat, grid.lon.size
-    fi = np.interp(lat, glat, np.arange(glat.size))  # clamps at the ends
-    i0 = np.clip(np.floor(fi).astype(int), 0, glat.size - 2)
-    wy = fi - i0
-    fj = np.mod(lon, 360.0) / (360.0 / nlon)
-    j0 = np.floor(fj).astype(int) % nlon
-    j1 = (j0 + 1) % nlon
-    wx = fj - np.floor(fj)
-    f = field
-    return ((1 - wy) * ((1 - wx) * f[..., i0, j0] + wx * f[..., i0, j1])
-            + wy * ((1 - wx) * f[..., i0 + 1, j0] + wx * f[..., i0 + 1, j1]))
+    """Bilinear interpolation of ``field (..., nlat, nlon)`` to points -> ``(..., npts)``
+    (``dafusion.interp``: periodic in longitude, clamped beyond the outermost rows)."""
+    field = np.asarray(field, dtype=np.float64)
+    lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+    interp = PointInterpolation.build(grid, lat, np.asarray(lon, dtype=np.float64),
+                                      np.zeros(lat.size, int), "bilinear")
+    flat = torch.as_tensor(field.reshape(-1, 1, *field.shape[-2:]))
+    return interp.apply(flat).numpy().reshape(*field.shape[:-2], lat.size)
 
 
 def synthesise(source: GriddedSource, network: Network, cfg: SynthObsConfig,
