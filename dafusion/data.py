@@ -25,6 +25,7 @@ import xarray as xr
 
 from dafusion import units as unitconv
 from dafusion.grids import AnyGrid, identify_grid
+from dafusion.io import write_netcdf
 from dafusion.variables import BY_SHORT, VARIABLES, Channel, parse_channels
 
 
@@ -328,11 +329,8 @@ def export(source: GriddedSource, out: str | Path, *, start: str, end: str,
             enc.update(dtype="int16", scale_factor=scale, add_offset=(hi + lo) / 2,
                        _FillValue=np.int16(-32767))
         encoding[name] = enc
-    tmp = out.with_name(out.name + ".partial")
-    ds.to_netcdf(tmp, encoding=encoding)
-    _check_written(tmp, ds, encoding)
-    tmp.replace(out)
-    return out
+    return write_netcdf(ds, out, force=force, encoding=encoding,
+                        check=lambda tmp: _check_written(tmp, ds, encoding))
 
 
 def _check_written(path: Path, expected: xr.Dataset, encoding: dict[str, dict]) -> None:

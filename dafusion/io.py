@@ -10,6 +10,7 @@ and renamed, so a partial file never looks complete.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import xarray as xr
@@ -53,14 +54,22 @@ def state_dataset(values: np.ndarray, channels: list[str], grid: AnyGrid, *,
     return ds
 
 
-def write_netcdf(ds: xr.Dataset, path: str | Path, *, force: bool = False) -> Path:
-    """Write ``ds`` atomically; refuse to overwrite without ``force``."""
+def write_netcdf(ds: xr.Dataset, path: str | Path, *, force: bool = False,
+                 encoding: dict | None = None,
+                 check: Callable[[Path], None] | None = None) -> Path:
+    """Write ``ds`` to ``<path>.partial``, run ``check`` on it, then rename.
+
+    Refuses to overwrite without ``force``. Default encoding: float32 with zlib.
+    """
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path}: already exists; pass --force to overwrite")
     tmp = path.with_name(path.name + ".partial")
-    encoding = {name: {"zlib": True, "complevel": 4, "dtype": "float32"}
-                for name in ds.data_vars}
+    if encoding is None:
+        encoding = {name: {"zlib": True, "complevel": 4, "dtype": "float32"}
+                    for name in ds.data_vars}
     ds.to_netcdf(tmp, encoding=encoding)
+    if check is not None:
+        check(tmp)
     tmp.replace(path)
     return path

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from dafusion.io import write_netcdf
 from dafusion.variables import VARIABLES
 
 QC_CODES = {0: "passed", 1: "rejected: background check", 2: "rejected: channel not in state",
@@ -136,7 +137,7 @@ def write_table(table: ObservationTable, path: str | Path, *, force: bool = Fals
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path}: already exists; pass --force to overwrite")
-    validate(table, str(path))
+    validate(table, str(path))  # before anything is written
     data = {name: ("obs", getattr(table, name)) for name in _FLOAT_COLUMNS + _STR_COLUMNS}
     data["qc"] = ("obs", table.qc, {"flag_values": list(QC_CODES),
                                    "flag_meanings": " ".join(
@@ -153,9 +154,7 @@ def write_table(table: ObservationTable, path: str | Path, *, force: bool = Fals
         ds[name].attrs["comment"] = "units: those of the row's variable"
     encoding = {"time": {"units": "seconds since 1970-01-01", "dtype": "int64"}}
     encoding.update({k: {"zlib": True, "complevel": 4} for k in _FLOAT_COLUMNS})
-    tmp = path.with_name(path.name + ".partial")
-    ds.to_netcdf(tmp, encoding=encoding)
-    tmp.replace(path)
+    write_netcdf(ds, path, force=force, encoding=encoding)
 
 
 def read_table(path: str | Path) -> ObservationTable:
