@@ -191,7 +191,7 @@ class SamplerConfig:
     S_noise: float = 1.0
     guidance_scale: float = 1.0  # lambda_g
     reevaluate_guidance: bool = True  # Algorithm 1, line 15
-    guidance_clip: float = 0.0  # max L2 norm per member of the guidance drift; 0 = off
+    guidance_clip: float = 0.0  # max RMS per member of the guidance drift; 0 = off
 
     def validate(self, path: str) -> None:
         if self.steps < 1:
