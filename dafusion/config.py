@@ -214,6 +214,93 @@ class PriorConfig:
 
 
 @dataclasses.dataclass
+class SFNOConfig:
+    """The SFNO network (defaults: the small demo emulator; LUCIE: configs/lucie.yaml)."""
+
+    embed_dim: int = 48
+    num_layers: int = 4
+    hard_thresholding_fraction: float = 0.9  # share of the SHT modes the filters keep
+    mlp_ratio: float = 2.0
+    activation: Literal["silu", "gelu", "relu"] = "silu"
+    encoder_layers: int = 1
+    big_skip: bool = True  # the decoder also sees the raw input
+    pos_embed: bool = True  # learned per-gridpoint embedding
+    normalization: Literal["instance_norm", "none"] = "instance_norm"
+    operator_type: Literal["dhconv", "diagonal"] = "dhconv"
+
+    def validate(self, path: str) -> None:
+        _positive(self, path, "embed_dim", "num_layers", "mlp_ratio", "encoder_layers")
+        if not 0.0 < self.hard_thresholding_fraction <= 1.0:
+            raise ConfigError(f"{path}.hard_thresholding_fraction: "
+                              f"{self.hard_thresholding_fraction} outside (0, 1]")
+
+
+@dataclasses.dataclass
+class EmulatorTrainConfig:
+    """``cycler emulator train``: one-step (or short rollout) tendency regression."""
+
+    steps: int = 6000
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    grad_clip: float = 1.0
+    rollout_steps: int = 1  # autoregressive steps in the loss (1 = LUCIE's one-step loss)
+    checkpoint_every: int = 500
+    log_every: int = 50
+    seed: int = 0
+
+    def validate(self, path: str) -> None:
+        _positive(self, path, "steps", "batch_size", "lr", "grad_clip", "rollout_steps",
+                  "checkpoint_every", "log_every")
+        _non_negative(self, path, "weight_decay", "warmup_steps")
+
+
+@dataclasses.dataclass
+class EmulatorConfig:
+    """The forecast model: grid, channels, forcing, network, training."""
+
+    checkpoint: str = ""  # an emulator checkpoint directory; "" = the shipped demo emulator
+    grid: str = "legendre_gauss_16x32"  # the OSSE's stand-in for LUCIE's 48x96
+    channels: list[str] = dataclasses.field(
+        default_factory=lambda: ["t850", "t500", "u850", "u500", "v850", "v500",
+                                 "z850", "z500", "sp"])  # prognostic: tendencies
+    diagnostics: list[str] = dataclasses.field(default_factory=list)  # predicted, not fed back
+    log_transform: list[str] = dataclasses.field(default_factory=list)  # LUCIE's precip log
+    forcing: list[Literal["tisr", "orography"]] = dataclasses.field(default_factory=list)
+    orography: str = ""  # netCDF with the surface geopotential/height on the emulator grid
+    time_step_hours: int = 6
+    lat_order: Literal["north_to_south", "south_to_north"] = "north_to_south"
+    regrid: Literal["spectral", "bilinear", "bicubic"] = "spectral"
+    network: SFNOConfig = dataclasses.field(default_factory=SFNOConfig)
+    train: EmulatorTrainConfig = dataclasses.field(default_factory=EmulatorTrainConfig)
+
+    def validate(self, path: str) -> None:
+        from dafusion.grids import grid_from_name
+        from dafusion.variables import parse_channel
+
+        try:
+            grid_from_name(self.grid)
+        except ValueError as err:
+            raise ConfigError(f"{path}.grid: {err}") from None
+        if not self.channels:
+            raise ConfigError(f"{path}.channels: must list at least one channel")
+        for key in ("channels", "diagnostics"):
+            for i, name in enumerate(getattr(self, key)):
+                try:
+                    parse_channel(name)
+                except ValueError as err:
+                    raise ConfigError(f"{path}.{key}[{i}]: {err}") from None
+        for i, name in enumerate(self.log_transform):
+            if name not in self.diagnostics:
+                raise ConfigError(f"{path}.log_transform[{i}]: {name!r} is not a diagnostic "
+                                  f"channel {self.diagnostics}")
+        if "orography" in self.forcing and not self.orography:
+            raise ConfigError(f"{path}.orography: the forcing lists orography; give the file")
+        _positive(self, path, "time_step_hours")
+
+
+@dataclasses.dataclass
 class Config:
     """Root of every configuration file; later layers add their sections here."""
 
@@ -221,6 +308,7 @@ class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     obs: SynthObsConfig = dataclasses.field(default_factory=SynthObsConfig)
     prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
+    emulator: EmulatorConfig = dataclasses.field(default_factory=EmulatorConfig)
 
 
 # --------------------------------------------------------------------------- loading

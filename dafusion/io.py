@@ -9,6 +9,8 @@ and renamed, so a partial file never looks complete.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -54,6 +56,24 @@ def state_dataset(values: np.ndarray, channels: list[str], grid: AnyGrid, *,
     return ds
 
 
+def forecast_dataset(fc: xr.DataArray, grid: AnyGrid, attrs: dict | None = None) -> xr.Dataset:
+    """A forecast ``(lead, member, channel, lat, lon)`` (``dafusion.emulator.base``) as a CF
+    dataset: dims ``(lead_time, member, [level], latitude, longitude)``, coordinates
+    ``lead_time`` (timedelta), ``valid_time(lead_time)`` and the initial ``time``."""
+    init = fc["valid_time"].values[0] - fc["lead_time"].values[0]
+    leads = [state_dataset(fc.isel(lead=k).values, [str(c) for c in fc["channel"].values],
+                           grid) for k in range(fc.sizes["lead"])]
+    ds = xr.concat(leads, dim="lead_time")
+    ds = ds.assign_coords(lead_time=("lead_time", fc["lead_time"].values),
+                          valid_time=("lead_time", fc["valid_time"].values),
+                          time=np.datetime64(init, "ns"))
+    ds["lead_time"].attrs["long_name"] = "time since the initial state"
+    ds["valid_time"].attrs["long_name"] = "valid time"
+    ds["time"].attrs["long_name"] = "valid time of the initial state"
+    ds.attrs.update({"Conventions": "CF-1.8", **(attrs or {})})
+    return ds
+
+
 def write_netcdf(ds: xr.Dataset, path: str | Path, *, force: bool = False,
                  encoding: dict | None = None,
                  check: Callable[[Path], None] | None = None) -> Path:
@@ -73,3 +93,41 @@ def write_netcdf(ds: xr.Dataset, path: str | Path, *, force: bool = False,
         check(tmp)
     tmp.replace(path)
     return path
+
+
+def sha256(path: Path) -> str:
+    """Hex digest of a file (recorded beside weights, checked on load)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def partial_directory(path: Path) -> Path:
+    """A fresh ``<name>.partial`` directory to build ``path`` in."""
+    tmp = path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def commit_directory(tmp: Path, path: Path) -> Path:
+    """Put the complete directory ``tmp`` at ``path``, replacing an old one: two renames,
+    an interruption between them is repaired by :func:`recover_directory`."""
+    if path.exists():
+        old = path.with_name(path.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(path)
+    return path
+
+
+def recover_directory(path: Path) -> None:
+    """Finish a replacement that was interrupted between its two renames."""
+    old = path.with_name(path.name + ".old")
+    if not path.exists() and old.is_dir():
+        old.rename(path)

@@ -12,7 +12,8 @@ import click
 from dafusion import __version__
 from dafusion.config import ConfigError, dump_config, load_config
 
-_USER_ERRORS = (ConfigError, ValueError, FileExistsError, FileNotFoundError, RuntimeError)
+_USER_ERRORS = (ConfigError, ValueError, FileExistsError, FileNotFoundError, RuntimeError,
+                FloatingPointError)
 
 
 def friendly(fn: Callable) -> Callable:

@@ -25,7 +25,8 @@ class ForecastModel(Protocol):
     """grid, channels (the configuration's names, e.g. ``t850``), time_step."""
 
     grid: AnyGrid
-    channels: list[str]
+    channels: list[str]  # the state it starts from (prognostic)
+    output_channels: list[str]  # what it forecasts: the prognostic ones, then diagnostics
     time_step: np.timedelta64
 
     def forecast(self, state: xr.DataArray, n_steps: int) -> xr.DataArray:
@@ -62,15 +63,17 @@ def check_state(model: ForecastModel, state: xr.DataArray, where: str) -> xr.Dat
     return state
 
 
-def forecast_array(values: np.ndarray, state: xr.DataArray, time_step: np.timedelta64
-                   ) -> xr.DataArray:
-    """Wrap ``values (lead, member, channel, lat, lon)`` with the forecast coordinates."""
+def forecast_array(values: np.ndarray, state: xr.DataArray, time_step: np.timedelta64,
+                   channels: list[str] | None = None) -> xr.DataArray:
+    """Wrap ``values (lead, member, channel, lat, lon)`` with the forecast coordinates
+    (``channels``: the output channels, by default the state's)."""
     n = values.shape[0]
     lead = (np.arange(1, n + 1) * time_step).astype("timedelta64[ns]")
     start = np.datetime64(state["time"].values, "ns")
     return xr.DataArray(values, dims=("lead", "member", "channel", "lat", "lon"),
                         coords={"lead_time": ("lead", lead), "valid_time": ("lead", start + lead),
                                 "member": state["member"].values,
-                                "channel": state["channel"].values,
+                                "channel": (list(channels) if channels is not None
+                                            else state["channel"].values),
                                 "lat": state["lat"].values, "lon": state["lon"].values},
                         attrs=dict(state.attrs))

@@ -19,6 +19,10 @@ class PersistenceEmulator:
     channels: list[str]
     time_step: np.timedelta64 = dataclasses.field(default_factory=lambda: np.timedelta64(6, "h"))
 
+    @property
+    def output_channels(self) -> list[str]:
+        return list(self.channels)
+
     def forecast(self, state: xr.DataArray, n_steps: int) -> xr.DataArray:
         if n_steps < 1:
             raise ValueError(f"persistence forecast: n_steps must be >= 1, got {n_steps}")

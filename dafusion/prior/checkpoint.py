@@ -19,9 +19,7 @@ back to a default ``sigma_data``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import yaml
 
 from dafusion.config import ConfigError, EDMConfig, NetworkConfig, from_dict
 from dafusion.grids import AnyGrid, grid_from_name
+from dafusion.io import commit_directory, partial_directory, recover_directory, sha256
 from dafusion.normalise import Normaliser
 from dafusion.prior.edm import EDMDenoiser
 from dafusion.prior.network import SongUNet
@@ -56,21 +55,11 @@ def build_denoiser(meta: PriorMeta) -> EDMDenoiser:
     return EDMDenoiser(net, meta.edm.sigma_data)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_checkpoint(path: Path, meta: PriorMeta, ema: torch.nn.Module, normaliser: Normaliser,
                     record: dict[str, Any], training_state: dict[str, Any] | None = None) -> Path:
     """Write a complete checkpoint directory at ``path`` (replacing an old one)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = partial_directory(path)
     (tmp / "prior.yaml").write_text(yaml.safe_dump({
         "format": FORMAT, "grid": meta.grid.name, "channels": list(meta.channels),
         "network": dataclasses.asdict(meta.network), "edm": dataclasses.asdict(meta.edm)},
@@ -82,22 +71,10 @@ def save_checkpoint(path: Path, meta: PriorMeta, ema: torch.nn.Module, normalise
     (tmp / "record.json").write_text(json.dumps(record, indent=1))
     if training_state is not None:
         torch.save(training_state, tmp / "training_state.pt")
-    if path.exists():
-        old = path.with_name(path.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(path)
-    return path
+    return commit_directory(tmp, path)
 
 
-def recover(path: Path) -> None:
-    """Finish a replacement that was interrupted between its two renames."""
-    old = path.with_name(path.name + ".old")
-    if not path.exists() and old.is_dir():
-        old.rename(path)
+recover = recover_directory
 
 
 def read_meta(path: Path) -> PriorMeta:

@@ -1,0 +1,184 @@
+"""Emulator commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from dafusion.cli.main import config_options, friendly, main, progress_bar
+from dafusion.config import dump_config, load_config
+
+
+@main.group()
+def emulator() -> None:
+    """The SFNO forecast emulator: train, forecast, skill report, LUCIE import."""
+
+
+def _checkpoint(cfg, checkpoint: str | None) -> str:  # noqa: ANN001
+    from dafusion.emulator.checkpoint import demo_emulator_path
+
+    return checkpoint or cfg.emulator.checkpoint or str(demo_emulator_path())
+
+
+@emulator.command("train")
+@config_options
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Checkpoint directory (rewritten at every checkpoint).")
+@click.option("--steps", type=int, help="Train until this many steps "
+                                        "(default emulator.train.steps).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--force", is_flag=True, help="Start again, replacing --out.")
+@click.option("--device", default="cpu", show_default=True)
+@friendly
+def emulator_train(config_path: str | None, overrides: tuple[str, ...], out: str,
+                   steps: int | None, resume: bool, force: bool, device: str) -> None:
+    """Train the emulator on the truth data regridded to the emulator grid."""
+    from dafusion.emulator.train import train_emulator
+
+    cfg = load_config(config_path, overrides)
+    record = train_emulator(cfg, out, resume=resume, force=force, steps=steps, device=device,
+                            progress=progress_bar)
+    last = record["valid_loss"][-1][1] if record["valid_loss"] else float("nan")
+    click.echo(f"{out}: step {record['step']}, validation loss {last:.4f} (1 = persistence), "
+               f"{record['wall_seconds']:.0f} s of training")
+
+
+@emulator.command("export")
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True)
+@friendly
+def emulator_export(checkpoint: str, out: str, force: bool) -> None:
+    """Copy a checkpoint without its training state (for shipping)."""
+    from dafusion.emulator.checkpoint import load_emulator, read_record, save_emulator
+
+    if Path(out).exists() and not force:
+        raise FileExistsError(f"{out}: already exists; pass --force to overwrite")
+    model = load_emulator(checkpoint)
+    record = {k: v for k, v in read_record(checkpoint).items() if k != "weights_sha256"}
+    path = save_emulator(out, model, record)
+    size = sum(f.stat().st_size for f in path.iterdir())
+    click.echo(f"wrote {path} ({size / 1e6:.2f} MB)")
+
+
+@emulator.command("forecast")
+@config_options
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Checkpoint (default: emulator.checkpoint, else the demo emulator).")
+@click.option("--truth", type=click.Path(), help="Truth data for the initial state "
+                                                 "(default: the shipped demo truth).")
+@click.option("--init", "init", required=True, help="Valid time of the initial state.")
+@click.option("--days", default=7.0, show_default=True, type=float)
+@click.option("--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True)
+@friendly
+def emulator_forecast(config_path: str | None, overrides: tuple[str, ...],
+                      checkpoint: str | None, truth: str | None, init: str, days: float,
+                      out: str, force: bool) -> None:
+    """Forecast from the truth at INIT (regridded to the emulator grid); write netCDF."""
+    from dafusion.data import GriddedSource, demo_truth_path
+    from dafusion.emulator.checkpoint import load_emulator
+    from dafusion.emulator.skill import initial_state
+    from dafusion.io import forecast_dataset, write_netcdf
+
+    cfg = load_config(config_path, overrides)
+    if Path(out).exists() and not force:
+        raise FileExistsError(f"{out}: already exists; pass --force to overwrite")
+    path = _checkpoint(cfg, checkpoint)
+    model = load_emulator(path)
+    source = GriddedSource.open(truth or demo_truth_path(), model.channels)
+    try:
+        t0 = np.datetime64(init, "ns")
+    except ValueError:
+        raise ValueError(f"--init {init!r}: not a date/time") from None
+    hours = model.meta.time_step_hours
+    if (days * 24) % hours:
+        raise ValueError(f"--days {days}: not a whole number of {hours}-hour steps")
+    state = initial_state(source, t0, model, cfg.emulator.regrid)
+    fc = model.forecast(state, int(days * 24 // hours))
+    ds = forecast_dataset(fc, model.grid, attrs={
+        "title": "dafusion emulator forecast", "emulator": Path(path).name,
+        "initial_state": f"{Path(source.path).name} regridded ({cfg.emulator.regrid})",
+        "command": " ".join(["cycler"] + sys.argv[1:]), "dafusion_config": dump_config(cfg)})
+    write_netcdf(ds, out, force=force)
+    click.echo(f"wrote {out}: {fc.sizes['lead']} steps of {hours} h from {str(t0)[:16]} on "
+               f"{model.grid.name}")
+
+
+@emulator.command("report")
+@config_options
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Checkpoint (default: emulator.checkpoint, else the demo emulator).")
+@click.option("--truth", type=click.Path(), help="Truth data (default: data.path).")
+@click.option("--start", default="2020-01-01T00", show_default=True,
+              help="First initial time (keep it outside the training period).")
+@click.option("--inits", default=12, show_default=True, type=int)
+@click.option("--every-days", default=4.0, show_default=True, type=float)
+@click.option("--days", default=7.0, show_default=True, type=float, help="Forecast length.")
+@click.option("--free-days", default=30.0, show_default=True, type=float)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@friendly
+def emulator_report(config_path: str | None, overrides: tuple[str, ...],
+                    checkpoint: str | None, truth: str | None, start: str, inits: int,
+                    every_days: float, days: float, free_days: float, out: str) -> None:
+    """Skill vs persistence and climatology, and a free run's climate."""
+    from dafusion.data import GriddedSource
+    from dafusion.emulator.checkpoint import load_emulator
+    from dafusion.emulator.skill import free_run, on_grid, skill, write_report
+    from dafusion.variables import parse_channel
+
+    cfg = load_config(config_path, overrides)
+    path = _checkpoint(cfg, checkpoint)
+    model = load_emulator(path)
+    source = GriddedSource.open(truth or cfg.data.path, model.channels)
+    t0 = np.datetime64(start, "ns")
+    init_times = t0 + (np.arange(inits) * every_days * 24).astype("timedelta64[h]")
+    train = source.times[(source.times >= np.datetime64(cfg.data.train_start))
+                         & (source.times <= np.datetime64(cfg.data.train_end))]
+    if train.size and init_times[0] <= train[-1]:
+        click.echo(f"warning: initial times from {start} overlap the training period "
+                   f"(ends {str(train[-1])[:16]})", err=True)
+    clim_times = train[:: max(1, train.size // 400)] if train.size else source.times[::10]
+    clim = on_grid(source, clim_times, model.grid, model.channels, cfg.emulator.regrid)
+    steps = int(days * 24 // model.meta.time_step_hours)
+    result = {"checkpoint": Path(path).name, "grid": model.grid.name,
+              "train_period": [cfg.data.train_start, cfg.data.train_end],
+              "command": " ".join(["cycler"] + sys.argv[1:]),
+              "units": [parse_channel(c).units for c in model.channels],
+              "skill": skill(model, source, init_times, steps, clim.values.mean(0),
+                             cfg.emulator.regrid, progress_bar)}
+    ref_end = t0 + np.timedelta64(int(free_days * 24), "h")
+    ref_times = source.times[(source.times >= t0) & (source.times <= ref_end)]
+    result["free_run_init"] = str(t0)[:16]
+    result["reference"] = (f"truth {str(ref_times[0])[:10]} .. {str(ref_times[-1])[:10]}, "
+                           f"{ref_times.size} states")
+    result["free_run"] = free_run(model, source, t0, free_days,
+                                  on_grid(source, ref_times, model.grid, model.channels,
+                                          cfg.emulator.regrid).values)
+    for f in write_report(result, Path(out)):
+        click.echo(f"wrote {f}")
+
+
+@emulator.command("import-lucie")
+@config_options
+@click.option("--weights", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="LUCIE's state_dict (.pth).")
+@click.option("--stats", "stats_file", required=True,
+              type=click.Path(dir_okay=False, exists=True),
+              help="LUCIE's preprocessed data file (.npz) with the statistics.")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True)
+@friendly
+def emulator_import_lucie(config_path: str | None, overrides: tuple[str, ...], weights: str,
+                          stats_file: str, out: str, force: bool) -> None:
+    """Turn a LUCIE checkpoint into a dafusion emulator (use --config configs/lucie.yaml)."""
+    from dafusion.emulator.checkpoint import import_lucie, load_emulator
+
+    cfg = load_config(config_path, overrides)
+    path = import_lucie(weights, stats_file, cfg.emulator, out, force=force)
+    info = load_emulator(path).describe()
+    click.echo(f"wrote {path}: {info['parameters']:,} parameters on {info['grid']}, "
+               f"channels {info['channels']} + diagnostics {info['diagnostics']}")

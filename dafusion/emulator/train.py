@@ -1,0 +1,240 @@
+"""``cycler emulator train``: the SFNO emulator trained on the truth data.
+
+The training period of ``data`` (the nature run for the OSSE) is read through
+the data layer, regridded to the emulator grid by ``dafusion.regrid`` (spectral
+by default) and held in memory. Statistics (``EmulatorStats``) are
+area-weighted global means/stds over the training period. The loss is the
+area-weighted MSE of the normalised state error after each of
+``rollout_steps`` autoregressive steps, ``(x̂_k - x_k) / std_dx``, which for
+one step is exactly LUCIE's loss on the normalised tendency; diagnostics add
+the MSE of their normalised values. AdamW, linear warm-up, cosine decay to 0,
+gradient-norm clipping.
+
+The output directory is itself a checkpoint, rewritten atomically every
+``checkpoint_every`` steps with ``training_state.pt`` (optimiser, step, RNG
+states, record), so ``--resume`` continues exactly where it stopped. Each
+checkpoint also records the one-step validation loss on fixed states of the
+validation period.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dafusion.config import Config, dump_config
+from dafusion.data import GriddedSource
+from dafusion.emulator.checkpoint import meta_from_config, save_emulator
+from dafusion.emulator.forcing import read_orography
+from dafusion.emulator.model import LOG_SCALE, EmulatorMeta, EmulatorStats, SFNOEmulator
+from dafusion.grids import AnyGrid
+from dafusion.io import recover_directory
+from dafusion.progress import null_progress
+from dafusion.regrid import make_regridder
+
+VALID_STATES = 256
+
+
+def regridded_period(source: GriddedSource, channels: list[str], start: str, end: str,
+                     grid: AnyGrid, method: str, chunk: int = 512
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(times, values (time, channel, lat, lon) float32 on ``grid``) of a period."""
+    stack = source.stack(start, end).sel(channel=channels)
+    if stack.sizes["time"] < 2:
+        raise ValueError(f"{source.path}: fewer than 2 states in {start} .. {end}")
+    regrid = make_regridder(source.grid, grid, method) if source.grid != grid else None
+    out = np.empty((stack.sizes["time"], len(channels), *grid.shape), np.float32)
+    for i in range(0, stack.sizes["time"], chunk):
+        block = torch.as_tensor(stack.isel(time=slice(i, i + chunk)).values, dtype=torch.float64)
+        out[i:i + chunk] = (regrid(block) if regrid is not None else block).numpy()
+    return stack["time"].values, out
+
+
+def _weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted mean and std per channel of ``x (n, c, lat, lon)``."""
+    wl = (w / w.sum() / x.shape[-1])[None, None, :, None]
+    mean = (x * wl).sum((2, 3)).mean(0)
+    var = (((x - mean[None, :, None, None]) ** 2) * wl).sum((2, 3)).mean(0)
+    return mean, np.sqrt(var)
+
+
+def _pairs(times: np.ndarray, step: np.timedelta64, k: int) -> np.ndarray:
+    """Indices i with states at i, i+1, .., i+k exactly ``step`` apart."""
+    ok = np.diff(times) == step
+    if k == 1:
+        return np.flatnonzero(ok)
+    run = np.convolve(ok.astype(int), np.ones(k, int), "valid") == k
+    return np.flatnonzero(run)
+
+
+class EmulatorData:
+    """States, forcing and statistics of one period on the emulator grid."""
+
+    def __init__(self, cfg: Config, meta: EmulatorMeta, start: str, end: str,
+                 static: dict[str, np.ndarray], stats: EmulatorStats | None = None):
+        source = GriddedSource.open(cfg.data.path, meta.channels + meta.diagnostics)
+        self.times, values = regridded_period(source, meta.channels + meta.diagnostics, start,
+                                              end, meta.grid, cfg.emulator.regrid)
+        p = len(meta.channels)
+        self.states, diag = values[:, :p], values[:, p:]
+        for j, name in enumerate(meta.diagnostics):
+            if name in meta.log_transform:
+                diag[:, j] = np.log(np.clip(diag[:, j], 0, None) / LOG_SCALE + 1.0)
+        self.diag = diag
+        step = np.timedelta64(meta.time_step_hours, "h")
+        self.starts = _pairs(self.times, step, cfg.emulator.train.rollout_steps)
+        if self.starts.size == 0:
+            raise ValueError(f"{cfg.data.path}: no states {meta.time_step_hours} h apart in "
+                             f"{start} .. {end}")
+        w = meta.grid.lat_weights
+        if stats is None:
+            mean, std = _weighted_stats(self.states, w)
+            one = _pairs(self.times, step, 1)
+            _, tstd = _weighted_stats(self.states[one + 1] - self.states[one], w)
+            dmean, dstd = _weighted_stats(diag[one + 1], w) if diag.shape[1] else (
+                np.zeros(0), np.zeros(0))
+            stats = EmulatorStats(mean, std, tstd, np.zeros(len(meta.forcing)),
+                                  np.ones(len(meta.forcing)), dmean, dstd)
+            if meta.forcing:
+                probe = SFNOEmulator(meta, stats, static=static)
+                raw = np.stack([_raw_forcing(probe, t) for t in self.times[::97]])
+                fmean, fstd = _weighted_stats(raw, w)
+                stats.forcing_mean, stats.forcing_std = fmean, np.where(fstd > 0, fstd, 1.0)
+        self.stats = stats
+
+
+def _raw_forcing(emulator: SFNOEmulator, time: np.datetime64) -> np.ndarray:
+    f = emulator.forcing(time, 1)[0]
+    return (f * emulator.s_forcing_std[0] + emulator.s_forcing_mean[0]).numpy()
+
+
+def _lr(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return 0.5 * base * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def rollout_loss(emulator: SFNOEmulator, data: EmulatorData, idx: np.ndarray,
+                 k: int, device: torch.device) -> torch.Tensor:
+    """Mean over k steps of the area-weighted MSE of normalised errors."""
+    w = torch.as_tensor(emulator.grid.lat_weights / emulator.grid.lat_weights.mean(),
+                        dtype=torch.float32, device=device).reshape(1, 1, -1, 1)
+    x = torch.as_tensor(data.states[idx], device=device)
+    loss = torch.zeros((), device=device)
+    for j in range(k):
+        times = data.times[idx + j]
+        if len(emulator.meta.forcing):  # forcing differs per sample time
+            nxt, diag = zip(*(emulator.raw_step(x[b:b + 1], times[b])
+                              for b in range(len(idx))))
+            nxt, diag = torch.cat(nxt), torch.cat(diag)
+        else:
+            nxt, diag = emulator.raw_step(x, times[0])
+        target = torch.as_tensor(data.states[idx + j + 1], device=device)
+        err = (nxt - target) / emulator.s_tendency_std
+        loss = loss + (err ** 2 * w).mean()
+        if diag.shape[1]:
+            t = (torch.as_tensor(data.diag[idx + j + 1], device=device)
+                 - emulator.s_diag_mean) / emulator.s_diag_std
+            loss = loss + ((diag - t) ** 2 * w).mean()
+        x = nxt
+    return loss / k
+
+
+def train_emulator(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False,
+                   steps: int | None = None, device: str = "cpu",
+                   progress: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """Train (or resume training) the emulator into the checkpoint directory ``out``."""
+    out = Path(out)
+    ecfg, tcfg = cfg.emulator, cfg.emulator.train
+    total = steps or tcfg.steps
+    recover_directory(out)
+    if out.exists() and not (resume or force):
+        raise FileExistsError(f"{out}: already exists; pass --resume to continue training "
+                              "or --force to start again")
+    state = None
+    if resume:
+        path = out / "training_state.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{out}: nothing to resume (no training_state.pt)")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["config"] != dump_config(cfg.emulator) or state["data"] != dump_config(cfg.data):
+            raise ValueError(f"{out}: trained with another emulator/data configuration; "
+                             "resume with the same configuration or start again with --force")
+    meta = meta_from_config(ecfg)
+    static = {"orography": read_orography(ecfg.orography, meta.grid)} \
+        if "orography" in meta.forcing else {}
+    data = EmulatorData(cfg, meta, cfg.data.train_start, cfg.data.train_end, static,
+                        EmulatorStats(**state["stats"]) if state else None)
+    valid = EmulatorData(cfg, meta, cfg.data.valid_start, cfg.data.valid_end, static,
+                         data.stats)
+    vidx = valid.starts[np.linspace(0, valid.starts.size - 1,
+                                    min(VALID_STATES, valid.starts.size)).astype(int)]
+    torch.manual_seed(tcfg.seed)
+    dev = torch.device(device)
+    emulator = SFNOEmulator(meta, data.stats, static=static).to(dev)
+    optimiser = torch.optim.AdamW(emulator.net.parameters(), lr=tcfg.lr,
+                                  weight_decay=tcfg.weight_decay)
+    gen = np.random.default_rng(tcfg.seed)
+    record: dict[str, Any] = {"loss": [], "valid_loss": [], "wall_seconds": 0.0, "step": 0}
+    if state:
+        emulator.net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        gen.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        record = state["record"]
+    started, recent = time.perf_counter() - record["wall_seconds"], []
+    bar = progress or null_progress
+    with bar(total, "emulator train") as pbar:
+        pbar.update(record["step"])
+        for step in range(record["step"], total):
+            emulator.net.train()
+            for group in optimiser.param_groups:
+                group["lr"] = _lr(step, total, tcfg.lr, tcfg.warmup_steps)
+            idx = data.starts[gen.integers(0, data.starts.size, tcfg.batch_size)]
+            loss = rollout_loss(emulator, data, idx, tcfg.rollout_steps, dev)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"emulator training: loss is {loss.item()} at "
+                                         f"step {step}")
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(emulator.net.parameters(), tcfg.grad_clip)
+            optimiser.step()
+            recent.append(loss.item())
+            record["step"] = step + 1
+            pbar.update(1)
+            if record["step"] % tcfg.log_every == 0:
+                record["loss"].append([record["step"], float(np.mean(recent))])
+                pbar.set_postfix(loss=f"{np.mean(recent):.4f}")
+                recent = []
+            if record["step"] % tcfg.checkpoint_every == 0 or record["step"] == total:
+                emulator.net.eval()
+                with torch.no_grad():
+                    vloss = float(np.mean([rollout_loss(emulator, valid, vidx[i:i + 64], 1,
+                                                        dev).item()
+                                           for i in range(0, vidx.size, 64)]))
+                record["valid_loss"].append([record["step"], vloss])
+                record["wall_seconds"] = time.perf_counter() - started
+                _checkpoint(out, cfg, emulator, optimiser, data, record, gen)
+    return record
+
+
+def _checkpoint(out: Path, cfg: Config, emulator: SFNOEmulator, optimiser: torch.optim.Optimizer,
+                data: EmulatorData, record: dict[str, Any], gen: np.random.Generator) -> None:
+    info = {**record, "config": dump_config(cfg.emulator),
+            "data": {"path": Path(cfg.data.path).name,
+                     "train": [str(data.times[0])[:19], str(data.times[-1])[:19]],
+                     "valid": [cfg.data.valid_start, cfg.data.valid_end]},
+            "hardware": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "parameters": emulator.describe()["parameters"]}
+    training_state = {"model": emulator.net.state_dict(), "optimiser": optimiser.state_dict(),
+                      "rng": gen.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                      "record": record, "stats": dataclasses.asdict(data.stats),
+                      "config": dump_config(cfg.emulator), "data": dump_config(cfg.data)}
+    save_emulator(out, emulator, info, training_state)
