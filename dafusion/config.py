@@ -301,6 +301,92 @@ class EmulatorConfig:
 
 
 @dataclasses.dataclass
+class StationSourceConfig:
+    """Station observations (radiosondes): the table's rows near each analysis time."""
+
+    enabled: bool = True
+    weight: float = 1.0  # lambda
+    sigma_y: float | None = None  # normalised variance; None = each row's (error_std/std)^2
+    gamma: float = 0.1  # normalised Gamma-hat
+    method: Literal["bicubic", "bilinear"] = "bicubic"
+    window_hours: float = 3.0
+
+    def validate(self, path: str) -> None:
+        _non_negative(self, path, "weight", "gamma")
+        _positive(self, path, "window_hours")
+        if self.sigma_y is not None and not self.sigma_y > 0:
+            raise ConfigError(f"{path}.sigma_y: must be > 0 or null, got {self.sigma_y}")
+
+
+@dataclasses.dataclass
+class GriddedSourceConfig:
+    """Coarse gridded observations of the truth (the paper's LR), made in the OSSE."""
+
+    enabled: bool = False
+    weight: float = 1.0
+    grid: str = "equiangular_8x16"
+    method: Literal["bicubic", "area"] = "bicubic"
+    noise_std: float = 0.0  # normalised units, added to the coarse truth
+    sigma_y: float = 0.01  # normalised variance
+    gamma: float = 0.1
+
+    def validate(self, path: str) -> None:
+        from dafusion.grids import grid_from_name
+
+        try:
+            grid_from_name(self.grid)
+        except ValueError as err:
+            raise ConfigError(f"{path}.grid: {err}") from None
+        _non_negative(self, path, "weight", "gamma", "noise_std")
+        _positive(self, path, "sigma_y")
+
+
+@dataclasses.dataclass
+class EmulatorSourceConfig:
+    """The emulator forecast as a coarse pseudo-observation (forecast and reinit modes)."""
+
+    weight: float = 1.0  # lambda of eq. 14 (on this term)
+    sigma_y: float = 0.1  # normalised variance
+    gamma: float = 0.1
+
+    def validate(self, path: str) -> None:
+        _non_negative(self, path, "weight", "gamma")
+        _positive(self, path, "sigma_y")
+
+
+@dataclasses.dataclass
+class SourcesConfig:
+    stations: StationSourceConfig = dataclasses.field(default_factory=StationSourceConfig)
+    gridded: GriddedSourceConfig = dataclasses.field(default_factory=GriddedSourceConfig)
+    emulator: EmulatorSourceConfig = dataclasses.field(default_factory=EmulatorSourceConfig)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """``cycler run``: the assimilation window, ensemble and observation sources."""
+
+    mode: Literal["plain", "forecast", "reinit"] = "reinit"
+    start: str = "2020-01-01T00:00"
+    days: float = 7.0
+    cycle_hours: int = 12
+    members: int = 8
+    seed: int = 0
+    truth: str = ""  # "" = the shipped demo truth
+    observations: str = ""  # an observation table; "" = synthesise from the truth (obs section)
+    reinit: Literal["mean", "members"] = "mean"
+    unconditional: bool = False  # run with no observation source at all (a reference curve)
+    save_members: bool = False
+    sources: SourcesConfig = dataclasses.field(default_factory=SourcesConfig)
+
+    def validate(self, path: str) -> None:
+        _parse_time(self.start, f"{path}.start")
+        _positive(self, path, "days", "cycle_hours", "members")
+        if (self.days * 24) % self.cycle_hours:
+            raise ConfigError(f"{path}.days: {self.days} days is not a whole number of "
+                              f"{self.cycle_hours}-hour cycles")
+
+
+@dataclasses.dataclass
 class Config:
     """Root of every configuration file; later layers add their sections here."""
 
@@ -309,6 +395,7 @@ class Config:
     obs: SynthObsConfig = dataclasses.field(default_factory=SynthObsConfig)
     prior: PriorConfig = dataclasses.field(default_factory=PriorConfig)
     emulator: EmulatorConfig = dataclasses.field(default_factory=EmulatorConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
 
 # --------------------------------------------------------------------------- loading

@@ -32,15 +32,18 @@ def _checkpoint(cfg, checkpoint: str | None) -> str:  # noqa: ANN001
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--force", is_flag=True, help="Start again, replacing --out.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--init-from", type=click.Path(file_okay=False, exists=True),
+              help="Start from this checkpoint's weights (fine-tuning).")
 @friendly
 def emulator_train(config_path: str | None, overrides: tuple[str, ...], out: str,
-                   steps: int | None, resume: bool, force: bool, device: str) -> None:
+                   steps: int | None, resume: bool, force: bool, device: str,
+                   init_from: str | None) -> None:
     """Train the emulator on the truth data regridded to the emulator grid."""
     from dafusion.emulator.train import train_emulator
 
     cfg = load_config(config_path, overrides)
     record = train_emulator(cfg, out, resume=resume, force=force, steps=steps, device=device,
-                            progress=progress_bar)
+                            init_from=init_from, progress=progress_bar)
     last = record["valid_loss"][-1][1] if record["valid_loss"] else float("nan")
     click.echo(f"{out}: step {record['step']}, validation loss {last:.4f} (1 = persistence), "
                f"{record['wall_seconds']:.0f} s of training")

@@ -1,2 +1,2 @@
-"""The cycle driver and run directories (`cycler run`). Not built yet: see
-docs/ARCHITECTURE.md for the planned interface."""
+"""The cycle driver (`cycler run`, `run.py`), skill metrics (`metrics.py`) and run
+comparison (`compare.py`)."""

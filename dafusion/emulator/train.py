@@ -97,7 +97,8 @@ class EmulatorData:
         if stats is None:
             mean, std = _weighted_stats(self.states, w)
             one = _pairs(self.times, step, 1)
-            _, tstd = _weighted_stats(self.states[one + 1] - self.states[one], w)
+            _, tstd = _weighted_stats(self.states[one + 1].astype(np.float64)
+                                      - self.states[one], w)
             dmean, dstd = _weighted_stats(diag[one + 1], w) if diag.shape[1] else (
                 np.zeros(0), np.zeros(0))
             stats = EmulatorStats(mean, std, tstd, np.zeros(len(meta.forcing)),
@@ -148,9 +149,13 @@ def rollout_loss(emulator: SFNOEmulator, data: EmulatorData, idx: np.ndarray,
 
 
 def train_emulator(cfg: Config, out: str | Path, *, resume: bool = False, force: bool = False,
-                   steps: int | None = None, device: str = "cpu",
+                   steps: int | None = None, device: str = "cpu", init_from: str | None = None,
                    progress: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """Train (or resume training) the emulator into the checkpoint directory ``out``."""
+    """Train (or resume training) the emulator into the checkpoint directory ``out``.
+
+    ``init_from``: start from that checkpoint's weights (fine-tuning, e.g. with a longer
+    rollout); its grid, channels and architecture must be those of the configuration.
+    """
     out = Path(out)
     ecfg, tcfg = cfg.emulator, cfg.emulator.train
     total = steps or tcfg.steps
@@ -179,10 +184,23 @@ def train_emulator(cfg: Config, out: str | Path, *, resume: bool = False, force:
     torch.manual_seed(tcfg.seed)
     dev = torch.device(device)
     emulator = SFNOEmulator(meta, data.stats, static=static).to(dev)
+    record: dict[str, Any] = {"loss": [], "valid_loss": [], "wall_seconds": 0.0, "step": 0}
+    if init_from and not state:
+        from dafusion.emulator.checkpoint import load_emulator, read_record
+
+        base = load_emulator(init_from, grid=meta.grid, channels=meta.channels)
+        if base.meta.network != meta.network:
+            raise ValueError(f"{init_from}: its network {base.meta.network} differs from the "
+                             f"configured {meta.network}")
+        emulator.net.load_state_dict(base.net.state_dict())
+        prior_record = read_record(init_from)
+        record["initialised_from"] = {"checkpoint": Path(init_from).name,
+                                      "steps": prior_record.get("step"),
+                                      "wall_seconds": prior_record.get("wall_seconds"),
+                                      "valid_loss": prior_record.get("valid_loss", [])[-1:]}
     optimiser = torch.optim.AdamW(emulator.net.parameters(), lr=tcfg.lr,
                                   weight_decay=tcfg.weight_decay)
     gen = np.random.default_rng(tcfg.seed)
-    record: dict[str, Any] = {"loss": [], "valid_loss": [], "wall_seconds": 0.0, "step": 0}
     if state:
         emulator.net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])

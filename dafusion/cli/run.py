@@ -1,0 +1,148 @@
+"""The cycle commands: run, compare, sweep."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from dafusion.cli.main import config_options, friendly, main, progress_bar
+from dafusion.config import load_config
+
+
+def _run_dir(cfg, out: str | None, name: str | None) -> Path:  # noqa: ANN001
+    from dafusion.cycler.run import default_name
+
+    if out and name:
+        raise click.UsageError("give --out or --name, not both")
+    return Path(out) if out else Path("runs") / (name or default_name(cfg))
+
+
+@main.command("run")
+@config_options
+@click.option("--mode", type=click.Choice(["plain", "forecast", "reinit"]),
+              help="Default: run.mode (reinit).")
+@click.option("--start", help="First analysis time (default: run.start).")
+@click.option("--days", type=float, help="Window length (default: run.days = 7).")
+@click.option("--members", type=int, help="Ensemble size (default: run.members = 8).")
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--name", help="Run name: the directory is runs/NAME.")
+@click.option("--resume", "resume", type=click.Path(file_okay=False, exists=True),
+              help="Continue the run in this directory (its own configuration).")
+@click.option("--device", default="cpu", show_default=True)
+@friendly
+def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
+            start: str | None, days: float | None, members: int | None, out: str | None,
+            name: str | None, resume: str | None, device: str) -> None:
+    """Cycle emulator forecasts and diffusion analyses every 12 h over the window."""
+    from dafusion.cycler.run import resume_run, start_run
+
+    if resume:
+        if any(v is not None for v in (config_path, mode, start, days, members, out, name)) \
+                or overrides:
+            raise click.UsageError("--resume takes the run's own configuration; give no "
+                                   "other settings")
+        run_dir = Path(resume)
+        state = resume_run(run_dir, device=device, progress=progress_bar)
+    else:
+        extra = [f"run.{k}={v}" for k, v in (("mode", mode), ("start", start), ("days", days),
+                                              ("members", members)) if v is not None]
+        cfg = load_config(config_path, list(overrides) + extra)
+        run_dir = _run_dir(cfg, out, name)
+        state = start_run(cfg, run_dir, device=device, progress=progress_bar)
+    total = sum(r["total_s"] for r in state["timing"])
+    click.echo(f"{run_dir}: {state['cycle']} analyses, {total:.0f} s in cycles; "
+               f"metrics in {run_dir / 'metrics.csv'}")
+    _summary(run_dir)
+
+
+def _summary(run_dir: Path) -> None:
+    from dafusion.cycler.compare import compare
+
+    table, _ = compare([run_dir])
+    click.echo(table)
+
+
+@main.command("compare")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Write compare.md, compare.csv and compare.png here.")
+@friendly
+def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
+    """RMSE by variable and lead day for runs over the same truth and window."""
+    from dafusion.cycler.compare import compare
+
+    table, files = compare([Path(r) for r in runs], Path(out) if out else None)
+    click.echo(table)
+    for f in files:
+        click.echo(f"wrote {f}")
+
+
+@main.command("sweep")
+@config_options
+@click.option("--mode", type=click.Choice(["plain", "forecast", "reinit"]))
+@click.option("--start")
+@click.option("--days", type=float)
+@click.option("--members", type=int)
+@click.option("--name", default="sweep", show_default=True,
+              help="Runs go to runs/NAME/<setting>; the comparison to runs/NAME.")
+@click.option("--jobs", default=1, show_default=True, type=int,
+              help="Runs in parallel (separate processes).")
+@click.option("--device", default="cpu", show_default=True)
+@friendly
+def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
+              start: str | None, days: float | None, members: int | None, name: str,
+              jobs: int, device: str) -> None:
+    """Run every combination of comma-separated --set values, then compare them.
+
+    Example: cycler sweep --mode forecast --set run.sources.emulator.weight=0,0.5,1,2,4
+    """
+    from dafusion.cycler.compare import compare
+
+    fixed, axes = [], []
+    for item in overrides:
+        key, _, values = item.partition("=")
+        if "," in values and not values.strip().startswith("["):
+            axes.append([(key, v) for v in values.split(",")])
+        else:
+            fixed.append(item)
+    if not axes:
+        raise click.UsageError("sweep: give at least one --set key=v1,v2,...")
+    extra = [f"run.{k}={v}" for k, v in (("mode", mode), ("start", start), ("days", days),
+                                          ("members", members)) if v is not None]
+    root = Path("runs") / name
+    if root.exists():
+        raise FileExistsError(f"{root}: already exists; choose another --name")
+    combos = list(itertools.product(*axes))
+    commands, dirs = [], []
+    for combo in combos:
+        label = ",".join(f"{k.split('.')[-2]}.{k.split('.')[-1]}={v}" for k, v in combo)
+        settings = fixed + extra + [f"{k}={v}" for k, v in combo]
+        load_config(config_path, settings)  # every combination is checked before any run
+        run_dir = root / label
+        dirs.append(run_dir)
+        cmd = [sys.executable, "-m", "dafusion.cli", "run", "--out", str(run_dir),
+               "--device", device]
+        if config_path:
+            cmd += ["--config", config_path]
+        for s in settings:
+            cmd += ["--set", s]
+        commands.append(cmd)
+    root.mkdir(parents=True)
+    failed = []
+    for i in range(0, len(commands), jobs):
+        procs = [(subprocess.Popen(c), d) for c, d in zip(commands[i:i + jobs], dirs[i:i + jobs])]
+        for proc, d in procs:
+            if proc.wait() != 0:
+                failed.append(str(d))
+    done = [d for d in dirs if (d / "COMPLETE").exists()]
+    if done:
+        table, files = compare(done, root, labels=[d.name for d in done])
+        click.echo(table)
+        for f in files:
+            click.echo(f"wrote {f}")
+    if failed:
+        raise RuntimeError(f"sweep: {len(failed)} run(s) failed: {failed}")

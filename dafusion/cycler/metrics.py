@@ -1,0 +1,51 @@
+"""Skill of an analysis ensemble against the truth, per channel.
+
+Conventions (WeatherBench 2): every spatial average is area-weighted with the
+grid's ``lat_weights`` (cell areas / Gauss weights), uniform in longitude.
+
+* ``rmse``   sqrt( <(mean_e(x) - truth)²> ): the ensemble mean's error;
+* ``bias``   <mean_e(x) - truth>;
+* ``spread`` sqrt( <var_e(x)> ), the unbiased ensemble variance (ddof 1), so
+  that spread ≈ rmse·sqrt(M/(M+1)) for a calibrated M-member ensemble;
+* ``crps``   <CRPS>, the ensemble CRPS E|X - y| - ½ E|X - X'| with the
+  "fair" denominator M(M-1) for the second term (Ferro 2014; WeatherBench 2's
+  ``CRPS`` with ``fair=True``); with one member it is the absolute error.
+
+``<·>`` is the area-weighted spatial mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dafusion.grids import AnyGrid
+
+
+def spatial_mean(field: np.ndarray, grid: AnyGrid) -> np.ndarray:
+    """Area-weighted mean over the last two axes."""
+    w = grid.lat_weights / grid.lat_weights.sum()
+    return np.einsum("...ij,i->...", field, w) / field.shape[-1]
+
+
+def crps_field(ens: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Pointwise fair ensemble CRPS: ``ens (M, ...)``, ``truth (...)`` -> ``(...)``."""
+    m = ens.shape[0]
+    skill = np.abs(ens - truth[None]).mean(0)
+    if m == 1:
+        return skill
+    # sum_{i,j} |x_i - x_j| from the sorted members: 2 * sum_k (2k - M + 1) x_(k)
+    srt = np.sort(ens, axis=0)
+    k = np.arange(m).reshape((m,) + (1,) * (ens.ndim - 1))
+    pair_sum = 2.0 * ((2 * k - m + 1) * srt).sum(0)
+    return skill - pair_sum / (2.0 * m * (m - 1))
+
+
+def ensemble_scores(ens: np.ndarray, truth: np.ndarray, grid: AnyGrid) -> dict[str, np.ndarray]:
+    """``ens (M, C, lat, lon)``, ``truth (C, lat, lon)`` -> each score ``(C,)``."""
+    mean = ens.mean(0)
+    err = mean - truth
+    var = ens.var(0, ddof=1) if ens.shape[0] > 1 else np.zeros_like(mean)
+    return {"rmse": np.sqrt(spatial_mean(err ** 2, grid)),
+            "bias": spatial_mean(err, grid),
+            "spread": np.sqrt(spatial_mean(var, grid)),
+            "crps": spatial_mean(crps_field(ens, truth), grid)}

@@ -1,0 +1,251 @@
+"""The cycle driver on tiny fakes: every mode end to end, run directories, checks before
+compute, resume after SIGKILL, compare and sweep."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+import cycle_fakes
+from dafusion.cli import main
+from dafusion.cycler.compare import CompareError, compare
+from dafusion.cycler.metrics import crps_field, ensemble_scores
+from dafusion.cycler.run import RunError, prepare, start_run
+from dafusion.grids import EquiangularGrid
+
+
+@pytest.fixture(scope="module")
+def fakes(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fakes")
+    return tmp, cycle_fakes.setup(tmp)
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_crps_matches_the_pairwise_definition():
+    rng = np.random.default_rng(0)
+    ens, truth = rng.normal(size=(5, 3, 4)), rng.normal(size=(3, 4))
+    m = ens.shape[0]
+    pair = np.abs(ens[:, None] - ens[None, :]).sum((0, 1))
+    brute = np.abs(ens - truth).mean(0) - pair / (2 * m * (m - 1))
+    np.testing.assert_allclose(crps_field(ens, truth), brute, rtol=1e-12)
+    np.testing.assert_allclose(crps_field(ens[:1], truth), np.abs(ens[0] - truth))
+
+
+def test_scores_brute_force():
+    grid = EquiangularGrid(4, 8)
+    rng = np.random.default_rng(1)
+    ens, truth = rng.normal(size=(3, 2, 4, 8)), rng.normal(size=(2, 4, 8))
+    s = ensemble_scores(ens, truth, grid)
+    w = np.broadcast_to(grid.lat_weights[:, None], (4, 8))
+    for c in range(2):
+        err = ens[:, c].mean(0) - truth[c]
+        np.testing.assert_allclose(s["rmse"][c], np.sqrt(np.average(err ** 2, weights=w)))
+        np.testing.assert_allclose(s["bias"][c], np.average(err, weights=w))
+        np.testing.assert_allclose(s["spread"][c],
+                                   np.sqrt(np.average(ens[:, c].var(0, ddof=1), weights=w)))
+
+
+# --------------------------------------------------------------------------- modes
+
+
+@pytest.mark.parametrize("mode,extra,sources", [
+    ("plain", [], {"stations"}),
+    ("forecast", [], {"stations", "emulator"}),
+    ("reinit", [], {"stations", "emulator"}),
+    ("reinit", ["run.reinit=members"], {"stations", "emulator"}),
+    ("plain", ["run.sources.stations.enabled=false", "run.sources.gridded.enabled=true"],
+     {"gridded"}),
+    ("plain", ["run.sources.stations.enabled=false", "run.unconditional=true"], set()),
+], ids=["plain", "forecast", "reinit-mean", "reinit-members", "gridded-only", "unconditional"])
+def test_every_mode_end_to_end(fakes, tmp_path, mode, extra, sources):
+    tmp, sets = fakes
+    cfg = cycle_fakes.config(sets, f"run.mode={mode}", *extra)
+    run_dir = tmp_path / "run"
+    state = start_run(cfg, run_dir)
+    assert state["cycle"] == 3 and (run_dir / "COMPLETE").exists()
+    for name in ("config.yaml", "versions.json", "inputs.json", "seeds.json", "log.txt",
+                 "metrics.csv", "obs_diagnostics.csv", "timing.csv"):
+        assert (run_dir / name).stat().st_size > 0, name
+    metrics = rows(run_dir / "metrics.csv")
+    assert len(metrics) == 3 * 3
+    assert [int(r["lead_hours"]) for r in metrics[::3]] == [0, 12, 24]
+    assert all(np.isfinite(float(r["rmse"])) and float(r["spread"]) >= 0 for r in metrics)
+    assert {r["source"] for r in rows(run_dir / "obs_diagnostics.csv")} == sources
+    ana = xr.open_dataset(run_dir / "cycle_001" / "analysis.nc")
+    assert {"temperature", "temperature_std", "surface_pressure_std"} <= set(ana.data_vars)
+    assert str(ana["time"].values)[:13] == "2020-01-01T12"
+    fc = run_dir / "cycle_001" / "forecast.nc"
+    assert fc.exists() == (mode != "plain")
+    if "run.reinit=members" in extra:
+        assert xr.open_dataset(fc).sizes["member"] == 2
+
+
+def test_forecast_mode_uses_the_precomputed_forecast_and_reinit_its_own(fakes, tmp_path):
+    """Cycle 0 of both sees the regridded truth; later cycles differ by construction."""
+    tmp, sets = fakes
+    a = start_run(cycle_fakes.config(sets, "run.mode=forecast"), tmp_path / "f")
+    b = start_run(cycle_fakes.config(sets, "run.mode=reinit"), tmp_path / "r")
+    f0 = xr.open_dataset(tmp_path / "f" / "cycle_000" / "forecast.nc")
+    r0 = xr.open_dataset(tmp_path / "r" / "cycle_000" / "forecast.nc")
+    assert np.array_equal(f0["temperature"].values, r0["temperature"].values, equal_nan=True)
+    f2 = xr.open_dataset(tmp_path / "f" / "cycle_002" / "forecast.nc")
+    r2 = xr.open_dataset(tmp_path / "r" / "cycle_002" / "forecast.nc")
+    assert not np.allclose(f2["temperature"].values, r2["temperature"].values, equal_nan=True)
+    assert a["metrics"][:3] == b["metrics"][:3]  # identical first analysis
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def test_checks_before_compute(fakes, tmp_path):
+    tmp, sets = fakes
+    with pytest.raises(RunError, match=r"run window 2020-01-03T00:00 \.\. 2020-01-10T00:00: "
+                                       r"the truth truth.nc has no state at"):
+        prepare(cycle_fakes.config(sets, "run.start=2020-01-03T00", "run.days=7"))
+    with pytest.raises(RunError, match="no observation source is enabled"):
+        prepare(cycle_fakes.config(sets, "run.mode=plain", "run.sources.stations.enabled=false"))
+    with pytest.raises(ValueError, match=r"trained on channels \['t850', 'z500', 'sp'\], but"):
+        prepare(cycle_fakes.config(sets, "data.channels=[t850,sp]"))
+    run_dir = tmp_path / "r"
+    start_run(cycle_fakes.config(sets, "run.mode=plain"), run_dir)
+    with pytest.raises(RunError, match="already exists; runs are never overwritten"):
+        start_run(cycle_fakes.config(sets, "run.mode=plain"), run_dir)
+
+
+def test_a_cycle_without_observations_is_an_error(fakes, tmp_path):
+    from dafusion.obs.table import read_table, write_table
+
+    tmp, sets = fakes
+    runner = CliRunner()
+    res = runner.invoke(main, ["obs", "synth", "--truth", str(tmp / "truth.nc"), "--out",
+                               str(tmp_path / "obs.nc"), "--start", "2020-01-01T00",
+                               "--end", "2020-01-01T12", "--set", "data.channels=[t850,z500,sp]",
+                               "--set", "obs.n_stations=20"])
+    assert res.exit_code == 0, res.output
+    table = read_table(tmp_path / "obs.nc")
+    assert len(table) > 0
+    with pytest.raises(RunError, match=r"no station observations within ±3.0 h of the "
+                                       r"analyses at \['2020-01-02T00:00'\]"):
+        prepare(cycle_fakes.config(sets, f"run.observations={tmp_path / 'obs.nc'}"))
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _cli(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "dafusion.cli", *args]
+
+
+def test_resume_after_sigkill_gives_the_same_metrics(fakes, tmp_path):
+    tmp, sets = fakes
+    args = ["run", "--mode", "reinit", "--days", "3"]
+    for s in sets:
+        args += ["--set", s]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    full = tmp_path / "full"
+    subprocess.run(_cli(args + ["--out", str(full)]), check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(args + ["--out", str(killed)]), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "state.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "COMPLETE").exists(), "the run finished before it could be killed"
+    done_before = len(rows(killed / "metrics.csv")) // 3
+    assert 1 <= done_before < 7
+    res = subprocess.run(_cli(["run", "--resume", str(killed)]), env=env, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert (killed / "metrics.csv").read_text() == (full / "metrics.csv").read_text()
+    assert "resumed at cycle" in (killed / "log.txt").read_text()
+    res = subprocess.run(_cli(["run", "--resume", str(killed)]), env=env, capture_output=True,
+                         text=True)
+    assert res.returncode == 1 and "already complete" in res.stderr
+
+
+def test_resume_after_a_crash_inside_a_cycle_write(fakes, tmp_path, monkeypatch):
+    """A crash while cycle 2 writes its tables leaves a '.partial' file and the state of
+    cycle 1: resume recomputes cycle 2 and ends as an uninterrupted run."""
+    import dafusion.cycler.run as run_module
+
+    tmp, sets = fakes
+    cfg = cycle_fakes.config(sets, "run.mode=reinit")
+    start_run(cfg, tmp_path / "full")
+    real = run_module._write_text
+    calls = {"metrics": 0}
+
+    def crashing(path, text):
+        if path.name == "metrics.csv":
+            calls["metrics"] += 1
+            if calls["metrics"] == 3:
+                path.with_name("metrics.csv.partial").write_text(text[: len(text) // 2])
+                raise KeyboardInterrupt("killed while writing")
+        real(path, text)
+
+    monkeypatch.setattr(run_module, "_write_text", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        start_run(cfg, tmp_path / "cut")
+    monkeypatch.setattr(run_module, "_write_text", real)
+    assert len(rows(tmp_path / "cut" / "metrics.csv")) == 2 * 3  # cycles 0 and 1 only
+    assert (tmp_path / "cut" / "cycle_002" / "analysis.nc").exists()  # written, not counted
+    run_module.resume_run(tmp_path / "cut")
+    assert ((tmp_path / "cut" / "metrics.csv").read_text()
+            == (tmp_path / "full" / "metrics.csv").read_text())
+
+
+# --------------------------------------------------------------------------- compare, sweep
+
+
+def test_compare_marks_the_best_and_refuses_other_windows(fakes, tmp_path):
+    tmp, sets = fakes
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    start_run(cycle_fakes.config(sets, "run.mode=plain"), a)
+    start_run(cycle_fakes.config(sets, "run.mode=plain", "run.sources.stations.weight=0.1"), b)
+    table, files = compare([a, b], tmp_path / "cmp")
+    assert "| t850 | a |" in table and "| t850 | b |" in table
+    # exactly one bold cell per (variable, column)
+    body = [line.split("|")[3:-1] for line in table.splitlines()[2:]]
+    for i in range(0, len(body), 2):
+        for col in range(len(body[i])):
+            assert ("**" in body[i][col]) + ("**" in body[i + 1][col]) == 1
+    assert all(f.stat().st_size > 0 for f in files)
+    c = tmp_path / "c"
+    start_run(cycle_fakes.config(sets, "run.mode=plain", "run.days=0.5"), c)
+    with pytest.raises(CompareError, match=r"differs from .* in \['days'\]"):
+        compare([a, c])
+
+
+def test_sweep_runs_the_grid_and_compares(fakes, tmp_path, monkeypatch):
+    tmp, sets = fakes
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    args = ["sweep", "--mode", "forecast", "--days", "0.5", "--name", "sw",
+            "--set", "run.sources.emulator.weight=0,1"]
+    for s in sets:
+        args += ["--set", s]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "runs" / "sw" / "emulator.weight=0" / "COMPLETE").exists()
+    assert (tmp_path / "runs" / "sw" / "emulator.weight=1" / "COMPLETE").exists()
+    md = (tmp_path / "runs" / "sw" / "compare.md").read_text()
+    assert "emulator.weight=0" in md and "**" in md
