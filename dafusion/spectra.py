@@ -11,7 +11,6 @@ second-order accurate for cell-centred equiangular grids).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import gammaln, lpmv
 
 from dafusion.grids import AnyGrid
 
@@ -20,12 +19,26 @@ def legendre(lmax: int, mu: np.ndarray) -> np.ndarray:
     """Orthonormal associated Legendre functions P̄_l^m(μ): ``(m, l, lat)``, zero for l < m.
 
     Normalised so that ∫_{-1}^{1} P̄_l^m(μ)² dμ = 1 (no Condon-Shortley phase).
+    Computed by the standard stable recursions on the normalised functions
+    (sectoral P̄_m^m from P̄_{m-1}^{m-1}, then upward in l), which, unlike
+    unnormalised P_l^m times a normalising factor, neither overflows nor loses
+    precision at high degree (ERA5 grids need l up to a few hundred).
     """
+    mu = np.asarray(mu, dtype=np.float64)
     out = np.zeros((lmax + 1, lmax + 1, mu.size))
+    s = np.sqrt(np.clip(1.0 - mu * mu, 0.0, None))
+    pmm = np.full(mu.size, np.sqrt(0.5))
     for m in range(lmax + 1):
-        for ell in range(m, lmax + 1):
-            log_norm = 0.5 * (np.log((2 * ell + 1) / 2) + gammaln(ell - m + 1) - gammaln(ell + m + 1))
-            out[m, ell] = (-1) ** m * lpmv(m, ell, mu) * np.exp(log_norm)
+        if m > 0:
+            pmm = np.sqrt((2 * m + 1) / (2 * m)) * s * pmm
+        out[m, m] = pmm
+        if m + 1 > lmax:
+            break
+        out[m, m + 1] = np.sqrt(2 * m + 3) * mu * pmm
+        for ell in range(m + 2, lmax + 1):
+            a = np.sqrt((4 * ell * ell - 1) / (ell * ell - m * m))
+            a_prev = np.sqrt((4 * (ell - 1) ** 2 - 1) / ((ell - 1) ** 2 - m * m))
+            out[m, ell] = a * (mu * out[m, ell - 1] - out[m, ell - 2] / a_prev)
     return out
 
 

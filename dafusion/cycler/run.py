@@ -341,7 +341,8 @@ def run_cycles(exp: Experiment, run_dir: Path, *,
     cfg, run = exp.cfg, exp.cfg.run
     state = load_state(run_dir) or {"version": STATE_VERSION, "cycle": 0, "metrics": [],
                                     "obs": [], "timing": [], "emulator_forecast": None,
-                                    "pseudo_obs": None, "background": None}
+                                    "pseudo_obs": None, "pseudo_obs_channels": None,
+                                    "background": None}
     if state["cycle"] > 0:
         _log(run_dir, f"resumed at cycle {state['cycle']}")
     members, channels, grid = run.members, exp.channels, exp.grid
@@ -355,10 +356,11 @@ def run_cycles(exp: Experiment, run_dir: Path, *,
         if state["cycle"] == 0:
             init = _emulator_initial(exp)
             state["pseudo_obs"] = init.values  # lead 0: (1, C, h, w), prognostic channels
+            state["pseudo_obs_channels"] = list(exp.emulator.channels)
             if run.mode == "forecast":
                 n = int(round((exp.times[-1] - exp.times[0]) / exp.emulator.time_step))
-                fc = exp.emulator.forecast(init, n).sel(channel=exp.emulator.channels)
-                state["emulator_forecast"] = fc.values[:, 0]  # (lead, C, h, w)
+                fc = exp.emulator.forecast(init, n)
+                state["emulator_forecast"] = fc.values[:, 0]  # (lead, C_out, h, w)
     sampler = PosteriorSampler(cfg.prior.sampler, callback=lambda i, x: pbar.update(1))
     with bar(len(exp.times) * steps, "cycles × sampler steps") as pbar:
         pbar.update(state["cycle"] * steps)
@@ -367,6 +369,7 @@ def run_cycles(exp: Experiment, run_dir: Path, *,
             tic = time.perf_counter()
             truth = exp.truth.at(t).values.astype(np.float64)  # (C, H, W) physical
             truth_n = torch.as_tensor(exp.normaliser.normalise(truth), dtype=torch.float32)
+            state_channels = state["pseudo_obs_channels"]
             terms, fc_used = _terms(exp, cycle, t, truth_n, state)
             background = None
             if state["background"] is not None:
@@ -379,24 +382,18 @@ def run_cycles(exp: Experiment, run_dir: Path, *,
             t_ana = time.perf_counter()
             # the next cycle's pseudo-observation and background
             if exp.emulator is not None and cycle + 1 < len(exp.times):
+                out_channels = exp.emulator.output_channels
                 if run.mode == "forecast":
                     nxt = state["emulator_forecast"][_lead_index(exp, cycle + 1)][None]
                 else:
-                    start = ens.mean(0, keepdims=True) if run.reinit == "mean" else ens
-                    coarse = to_emulator(torch.as_tensor(start)).numpy()
-                    init = xr.DataArray(coarse, dims=("member", "channel", "lat", "lon"),
-                                        coords={"channel": channels,
-                                                "lat": exp.emulator.grid.lat,
-                                                "lon": exp.emulator.grid.lon, "time": t})
+                    init = _reinit_state(exp, ens, state, to_emulator, t)
                     steps_12h = int(np.timedelta64(run.cycle_hours, "h")
                                     / exp.emulator.time_step)
-                    nxt = exp.emulator.forecast(init, steps_12h).sel(
-                        channel=exp.emulator.channels).values[-1]
-                state["pseudo_obs"] = nxt
-                shared = [c for c in exp.emulator.channels if c in channels]
-                bg = ens.mean(0).copy()  # channels the emulator lacks: previous analysis
-                fc_mean = torch.as_tensor(nxt.mean(0)[[exp.emulator.channels.index(c)
-                                                       for c in shared]])
+                    nxt = exp.emulator.forecast(init, steps_12h).values[-1]
+                state["pseudo_obs"], state["pseudo_obs_channels"] = nxt, out_channels
+                shared = [c for c in out_channels if c in channels]
+                bg = ens.mean(0).copy()  # channels the emulator lacks: this analysis
+                fc_mean = torch.as_tensor(nxt.mean(0)[[out_channels.index(c) for c in shared]])
                 bg[[channels.index(c) for c in shared]] = from_emulator(fc_mean).numpy()
                 state["background"] = bg
             elif exp.emulator is None:
@@ -410,7 +407,7 @@ def run_cycles(exp: Experiment, run_dir: Path, *,
                 write_netcdf(state_dataset(ens, channels, grid, time=t), cdir / "members.nc",
                              force=True)
             if fc_used is not None:
-                write_netcdf(state_dataset(fc_used, exp.emulator.channels, exp.emulator.grid,
+                write_netcdf(state_dataset(fc_used, state_channels, exp.emulator.grid,
                                            time=t, attrs={"title": "emulator state used as "
                                                           "pseudo-observation"}),
                              cdir / "forecast.nc", force=True)
@@ -443,6 +440,28 @@ def run_cycles(exp: Experiment, run_dir: Path, *,
     return state
 
 
+def _reinit_state(exp: Experiment, ens: np.ndarray, state: dict[str, Any],
+                  to_emulator: torch.nn.Module, t: np.datetime64) -> xr.DataArray:
+    """The emulator's next initial state: the analysis (ensemble mean or every member)
+    regridded to its grid; prognostic channels the analysis lacks keep the emulator's own
+    state valid now (its forecast, or at the first cycle the truth)."""
+    run, emu = exp.cfg.run, exp.emulator
+    start = ens.mean(0, keepdims=True) if run.reinit == "mean" else ens
+    coarse = to_emulator(torch.as_tensor(start)).numpy()  # (B, C, h, w)
+    prev, prev_channels = np.asarray(state["pseudo_obs"]), state["pseudo_obs_channels"]
+    if prev.shape[0] != coarse.shape[0]:
+        prev = np.broadcast_to(prev.mean(0, keepdims=True), (coarse.shape[0],) + prev.shape[1:])
+    init = np.empty((coarse.shape[0], len(emu.channels)) + emu.grid.shape)
+    for k, name in enumerate(emu.channels):
+        if name in exp.channels:
+            init[:, k] = coarse[:, exp.channels.index(name)]
+        else:
+            init[:, k] = prev[:, prev_channels.index(name)]
+    return xr.DataArray(init, dims=("member", "channel", "lat", "lon"),
+                        coords={"channel": emu.channels, "lat": emu.grid.lat,
+                                "lon": emu.grid.lon, "time": t})
+
+
 def _lead_index(exp: Experiment, cycle: int) -> int:
     """Index into the precomputed forecast (lead 1 = index 0) of analysis ``cycle``."""
     return int((exp.times[cycle] - exp.times[0]) / exp.emulator.time_step) - 1
@@ -473,7 +492,7 @@ def _terms(exp: Experiment, cycle: int, t: np.datetime64, truth_n: torch.Tensor,
         per_member = fc_used.shape[0] > 1
         terms.append(ForecastObs.from_forecast(
             fc_used if per_member else fc_used[0], forecast_grid=exp.emulator.grid,
-            forecast_channels=exp.emulator.channels, channels=exp.channels,
+            forecast_channels=state["pseudo_obs_channels"], channels=exp.channels,
             normaliser=exp.normaliser, grid=exp.grid, regrid=cfg.emulator.regrid,
             sigma_y=e.sigma_y, gamma=e.gamma, weight=e.weight, name="emulator"))
     return terms, fc_used
