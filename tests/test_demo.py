@@ -67,3 +67,39 @@ def test_demo_prior_loads_for_the_default_configuration_and_samples():
     x = sampler(denoiser, (9, 32, 64), member_generators(0, range(2)))
     physical = normaliser.denormalise(x.detach().numpy())
     assert torch.isfinite(x).all() and 200 < physical[:, 0].mean() < 320  # t850 in K
+
+
+def test_demo_emulator_beats_persistence_at_12h_and_keeps_its_climate():
+    """On the shipped 2020 truth (outside training): 12-hour RMSE well below persistence
+    for every channel, and a 30-day free run that stays finite with the truth's climate
+    (global mean within 0.2 spatial std, spatial std within 20 %)."""
+    from dafusion.emulator.checkpoint import demo_emulator_path, load_emulator
+    from dafusion.emulator.skill import free_run, on_grid, skill
+
+    model = load_emulator(demo_emulator_path())
+    source = GriddedSource.open(demo_truth_path(), model.channels)
+    inits = source.times[:20:4]
+    ref = on_grid(source, source.times, model.grid, model.channels).values
+    result = skill(model, source, inits, 2, ref.mean(0))
+    emu = np.array(result["rmse"]["emulator"])[1]
+    persistence = np.array(result["rmse"]["persistence"])[1]
+    assert np.all(emu < 0.6 * persistence), emu / persistence
+    run = free_run(model, source, source.times[0], 30.0, ref)
+    assert run["finite"]
+    mean, tmean = np.array(run["global_mean"]), np.array(run["truth_global_mean"])
+    std, tstd = np.array(run["spatial_std"]), np.array(run["truth_spatial_std"])
+    assert np.all(np.abs(mean - tmean) < 0.2 * tstd), (mean - tmean) / tstd
+    assert np.all(np.abs(std / tstd - 1) < 0.2), std / tstd
+
+
+def test_demo_emulator_size_and_record():
+    import json
+
+    from dafusion.emulator.checkpoint import demo_emulator_path
+
+    path = demo_emulator_path()
+    size = sum(f.stat().st_size for f in path.iterdir())
+    assert size <= 5_000_000
+    record = json.loads((path / "record.json").read_text())
+    assert record["step"] > 0 and record["valid_loss"] and "training_state.pt" not in {
+        f.name for f in path.iterdir()}

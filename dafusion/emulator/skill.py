@@ -62,28 +62,34 @@ def lat_weighted_rmse(err: np.ndarray, grid: AnyGrid) -> np.ndarray:
 def skill(model: ForecastModel, source: GriddedSource, inits: np.ndarray, n_steps: int,
           climatology: np.ndarray, method: str = "spectral",
           progress: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """RMSE per (lead, channel) of the model, persistence and climatology."""
+    """RMSE per (lead, channel) of the model, persistence and climatology, over the
+    leads the truth has (NaN for leads it lacks, e.g. 6-hour leads in 12-hourly data)."""
     step = model.time_step
     bar = progress or null_progress
     sq = {k: np.zeros((n_steps, len(model.channels))) for k in
           ("emulator", "persistence", "climatology")}
+    have = set(source.times)
+    count = np.zeros(n_steps)
     with bar(len(inits), "emulator skill") as pbar:
         for t0 in inits:
             t0 = np.datetime64(t0, "ns")
-            valid = t0 + np.arange(0, n_steps + 1) * step
-            truth = on_grid(source, valid, model.grid, model.channels, method).values
-            init = xr.DataArray(truth[:1], dims=("member", "channel", "lat", "lon"),
-                                coords={"channel": model.channels, "lat": model.grid.lat,
-                                        "lon": model.grid.lon, "time": t0})
-            fc = model.forecast(init, n_steps).sel(channel=model.channels).values[:, 0]
-            for name, pred in (("emulator", fc), ("persistence", truth[:1]),
+            valid = t0 + np.arange(1, n_steps + 1) * step
+            avail = np.array([v in have for v in valid])  # a 12-hourly truth skips 6-h leads
+            init = on_grid(source, np.array([t0]), model.grid, model.channels, method)
+            init = init.rename(time="member").assign_coords(time=t0)
+            truth = on_grid(source, valid[avail], model.grid, model.channels, method).values
+            fc = model.forecast(init, n_steps).sel(channel=model.channels).values[avail, 0]
+            for name, pred in (("emulator", fc), ("persistence", init.values),
                                ("climatology", climatology[None])):
-                sq[name] += lat_weighted_rmse(pred - truth[1:], model.grid) ** 2
+                sq[name][avail] += lat_weighted_rmse(pred - truth, model.grid) ** 2
+            count += avail
             pbar.update(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sq = {k: v / np.where(count > 0, count, np.nan)[:, None] for k, v in sq.items()}
     lead_hours = (np.arange(1, n_steps + 1) * step / np.timedelta64(1, "h")).astype(int)
     return {"lead_hours": lead_hours.tolist(), "channels": list(model.channels),
             "inits": [str(np.datetime64(t, "m")) for t in inits],
-            "rmse": {k: np.sqrt(v / len(inits)).tolist() for k, v in sq.items()}}
+            "rmse": {k: np.sqrt(v).tolist() for k, v in sq.items()}}
 
 
 def free_run(model: ForecastModel, source: GriddedSource, init: np.datetime64, days: float,
