@@ -375,7 +375,7 @@ class RunConfig:
     observations: str = ""  # an observation table; "" = synthesise from the truth (obs section)
     reinit: Literal["mean", "members"] = "mean"
     unconditional: bool = False  # run with no observation source at all (a reference curve)
-    save_members: bool = False
+    save_members: bool = True  # cycle_NNN/members.nc: the report's rank histograms, spectra
     sources: SourcesConfig = dataclasses.field(default_factory=SourcesConfig)
 
     def validate(self, path: str) -> None:

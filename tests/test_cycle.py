@@ -93,6 +93,8 @@ def test_every_mode_end_to_end(fakes, tmp_path, mode, extra, sources):
     assert str(ana["time"].values)[:13] == "2020-01-01T12"
     fc = run_dir / "cycle_001" / "forecast.nc"
     assert fc.exists() == (mode != "plain")
+    assert (run_dir / "observations.nc").exists() == ("stations" in sources)
+    assert xr.open_dataset(run_dir / "cycle_002" / "members.nc").sizes["member"] == 2
     if "run.reinit=members" in extra:
         assert xr.open_dataset(fc).sizes["member"] == 2
 

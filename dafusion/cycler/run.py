@@ -225,6 +225,12 @@ def create_run_dir(exp: Experiment, run_dir: Path) -> None:
     elif exp.table is not None:
         inputs["observations"] = {"synthesised": True, "rows": len(exp.table),
                                   "obs_seed": cfg.obs.seed}
+    if exp.table is not None:  # the rows the run can use, for the report's maps and scatter
+        from dafusion.obs.table import write_table
+
+        half = np.timedelta64(int(cfg.run.sources.stations.window_hours * 3600), "s")
+        keep = (exp.table.time >= exp.times[0] - half) & (exp.table.time <= exp.times[-1] + half)
+        write_table(exp.table.subset(keep), run_dir / "observations.nc")
     _write_text(run_dir / "inputs.json", json.dumps(inputs, indent=1))
     _write_text(run_dir / "seeds.json", json.dumps({
         "seed": cfg.run.seed,
