@@ -146,3 +146,29 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
             click.echo(f"wrote {f}")
     if failed:
         raise RuntimeError(f"sweep: {len(failed)} run(s) failed: {failed}")
+
+
+@main.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--variables", help="Comma-separated channels (default: t850,z500,u500).")
+@click.option("--cycles", help="Comma-separated cycle indices (default: first, middle, last).")
+@click.option("--latitude", default=45.0, show_default=True, type=float,
+              help="Latitude of the traces (°N).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output folder (default: <first run>/report).")
+@friendly
+def report_cmd(runs: tuple[str, ...], variables: str | None, cycles: str | None,
+               latitude: float, out: str | None) -> None:
+    """Figures and one Markdown page: maps, super-resolution, spectra, traces, scatter,
+    skill, calibration and observation-space statistics."""
+    from dafusion.cycler.report import make_report
+
+    try:
+        cyc = [int(c) for c in cycles.split(",")] if cycles else None
+    except ValueError:
+        raise click.BadParameter(f"{cycles!r}: expected comma-separated integers",
+                                 param_hint="--cycles") from None
+    page = make_report([Path(r) for r in runs], Path(out) if out else Path(runs[0]) / "report",
+                       variables.split(",") if variables else None, cyc, latitude)
+    n = len(list(page.parent.glob("*.png")))
+    click.echo(f"wrote {page} and {n} figures")

@@ -93,12 +93,14 @@ def compare(runs: list[Path], out: Path | None = None,
         (out / "compare.md").write_text(
             "# RMSE of the ensemble mean by lead day (best in bold)\n\n" + table)
         (out / "compare.csv").write_text("\n".join(csv_rows) + "\n")
-        files = [out / "compare.md", out / "compare.csv", _plot(metrics, labels, channels, out)]
+        files = [out / "compare.md", out / "compare.csv",
+                 plot_rmse(metrics, labels, channels, out / "compare.png")]
     return table, files
 
 
-def _plot(metrics: list[list[dict[str, Any]]], labels: list[str], channels: list[str],
-          out: Path) -> Path:
+def plot_rmse(metrics: list[list[dict[str, Any]]], labels: list[str], channels: list[str],
+              path: Path) -> Path:
+    """RMSE vs lead time, one panel per channel, one line per run (Figure 18's layout)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,7 +127,6 @@ def _plot(metrics: list[list[dict[str, Any]]], labels: list[str], channels: list
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.tight_layout()
-    path = out / "compare.png"
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

@@ -49,3 +49,25 @@ def ensemble_scores(ens: np.ndarray, truth: np.ndarray, grid: AnyGrid) -> dict[s
             "bias": spatial_mean(err, grid),
             "spread": np.sqrt(spatial_mean(var, grid)),
             "crps": spatial_mean(crps_field(ens, truth), grid)}
+
+
+def rank_histogram(ens: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Counts of the truth's rank among the members, ``(M + 1,)``, over every point.
+
+    Rank r = number of members below the truth; ties (rare for continuous fields) are
+    broken at random with a fixed seed, as in Hamill (2001). Every grid point counts once
+    (no area weighting: the histogram tests calibration point by point).
+    """
+    m = ens.shape[0]
+    below = (ens < truth[None]).sum(0)
+    ties = (ens == truth[None]).sum(0)
+    if ties.any():
+        rng = np.random.default_rng(0)
+        below = below + rng.integers(0, ties + 1)
+    return np.bincount(below.ravel(), minlength=m + 1)
+
+
+def spread_skill(spread: np.ndarray, rmse: np.ndarray, members: int) -> np.ndarray:
+    """Spread-skill ratio with the finite-ensemble factor: sqrt((M+1)/M) * spread / rmse,
+    which is 1 for a calibrated ensemble (Fortin et al. 2014; WeatherBench 2)."""
+    return np.sqrt((members + 1) / members) * np.asarray(spread) / np.asarray(rmse)
