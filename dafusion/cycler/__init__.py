@@ -1,2 +1,2 @@
-"""The cycle driver (`cycler run`, `run.py`), skill metrics (`metrics.py`) and run
-comparison (`compare.py`)."""
+"""The cycle driver (`cycler run`, `run.py`), ensemble scores (`metrics.py`), run
+comparison (`compare.py`) and the report (`report.py`)."""
