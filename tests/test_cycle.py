@@ -132,7 +132,7 @@ def test_checks_before_compute(fakes, tmp_path):
 
 
 def test_a_cycle_without_observations_is_an_error(fakes, tmp_path):
-    from dafusion.obs.table import read_table, write_table
+    from dafusion.obs.table import read_table
 
     tmp, sets = fakes
     runner = CliRunner()

@@ -6,7 +6,6 @@ things a user changes are the paths to real files."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 import xarray as xr
 

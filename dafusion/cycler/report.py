@@ -34,7 +34,7 @@ import xarray as xr
 
 from dafusion.config import Config, load_config
 from dafusion.cycler.compare import check_comparable, plot_rmse, read_metrics, rmse_by_lead_day
-from dafusion.cycler.metrics import rank_histogram, spread_skill
+from dafusion.cycler.metrics import rank_histogram, spatial_mean, spread_skill
 from dafusion.data import GriddedSource, demo_truth_path
 from dafusion.grids import AnyGrid, grid_from_name
 from dafusion.interp import PointInterpolation
@@ -196,6 +196,13 @@ def coarse_and_bicubic(run: RunView, truth: np.ndarray) -> tuple[AnyGrid, np.nda
     return coarse_grid, coarse, back.reshape(run.grid.shape)
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    _plt().close(fig)
+    return path
+
+
 def _units(channel: str) -> str:
     return parse_channel(channel).units
 
@@ -221,11 +228,7 @@ def figure_map(run: RunView, channel: str, cycle: int, out: Path) -> Path:
         _stations(ax, lat, lon)
     fig.suptitle(f"{run.path.name}: {channel} at {str(run.time(cycle))[:16]} "
                  f"(cycle {cycle}, {lat.size} stations)", fontsize=10)
-    fig.tight_layout()
-    path = out / f"map_{channel}_c{cycle:03d}.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"map_{channel}_c{cycle:03d}.png")
 
 
 def figure_superres(run: RunView, channel: str, cycle: int, out: Path) -> Path:
@@ -242,21 +245,15 @@ def figure_superres(run: RunView, channel: str, cycle: int, out: Path) -> Path:
     _map(axes[0, 2], run.grid, bicubic, "bicubic interpolation of the input", u, "viridis",
          lo, hi, earth)
     _map(axes[1, 0], run.grid, truth, "truth", u, "viridis", lo, hi, earth)
-    rm_a = np.sqrt(np.average((mean - truth) ** 2, weights=np.broadcast_to(
-        run.grid.lat_weights[:, None], truth.shape)))
-    rm_b = np.sqrt(np.average((bicubic - truth) ** 2, weights=np.broadcast_to(
-        run.grid.lat_weights[:, None], truth.shape)))
+    rm_a = np.sqrt(spatial_mean((mean - truth) ** 2, run.grid))
+    rm_b = np.sqrt(spatial_mean((bicubic - truth) ** 2, run.grid))
     _map(axes[1, 1], run.grid, mean - truth, f"analysis error (RMSE {rm_a:.3g})", u, "RdBu_r",
          -e, e, earth)
     _map(axes[1, 2], run.grid, bicubic - truth, f"bicubic error (RMSE {rm_b:.3g})", u,
          "RdBu_r", -e, e, earth)
     fig.suptitle(f"{run.path.name}: super-resolution of {channel} at "
                  f"{str(run.time(cycle))[:16]}", fontsize=10)
-    fig.tight_layout()
-    path = out / f"superres_{channel}_c{cycle:03d}.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"superres_{channel}_c{cycle:03d}.png")
 
 
 def figure_spectra(run: RunView, channel: str, cycles: list[int], out: Path) -> Path:
@@ -283,11 +280,7 @@ def figure_spectra(run: RunView, channel: str, cycles: list[int], out: Path) -> 
     ax.set_ylabel(f"power [({_units(channel)})²]")
     ax.set_title(f"{channel}: power spectra, mean over cycles {cycles}", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / f"spectra_{channel}.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"spectra_{channel}.png")
 
 
 def figure_trace(run: RunView, channel: str, cycles: list[int], latitude: float,
@@ -322,11 +315,7 @@ def figure_trace(run: RunView, channel: str, cycles: list[int], latitude: float,
     ax.set_title(f"zonal mean at {lat:.1f}°N over the window", fontsize=9)
     ax.set_xlabel("lead (days)")
     ax.set_ylabel(f"{channel} [{_units(channel)}]")
-    fig.tight_layout()
-    path = out / f"trace_{channel}.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"trace_{channel}.png")
 
 
 def figure_scatter(run: RunView, channel: str, cycles: list[int], out: Path) -> Path:
@@ -364,11 +353,7 @@ def figure_scatter(run: RunView, channel: str, cycles: list[int], out: Path) -> 
         ax.set_xlabel(f"{label} [{u}]")
         ax.set_ylabel(f"analysis mean [{u}]")
     fig.suptitle(f"{run.path.name}: {channel}, cycles {cycles}", fontsize=10)
-    fig.tight_layout()
-    path = out / f"scatter_{channel}.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / f"scatter_{channel}.png")
 
 
 def _angular_distance(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray,
@@ -434,11 +419,7 @@ def figure_calibration(runs: list[RunView], channels: list[str], cal: dict[str, 
         else:
             ax.set_title(f"{ch}: no members saved", fontsize=9)
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "calibration.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "calibration.png")
 
 
 def obs_summary(runs: list[RunView]) -> list[dict[str, Any]]:
@@ -487,11 +468,7 @@ def figure_obs_space(runs: list[RunView], out: Path) -> Path:
         ax.set_xlabel("cycle")
     axes[0].legend(fontsize=6)
     axes[2].legend(fontsize=6)
-    fig.tight_layout()
-    path = out / "obs_space.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "obs_space.png")
 
 
 # --------------------------------------------------------------------------- the page

@@ -35,7 +35,6 @@ import yaml
 from dafusion.config import ConfigError, EmulatorConfig, SFNOConfig, from_dict
 from dafusion.emulator.forcing import read_orography
 from dafusion.emulator.model import EmulatorMeta, EmulatorStats, SFNOEmulator
-from dafusion.emulator.sfno import SFNO
 from dafusion.grids import AnyGrid, grid_from_name
 from dafusion.io import (commit_directory, partial_directory, recover_directory, sha256,
                          write_netcdf)
