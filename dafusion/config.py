@@ -375,12 +375,13 @@ class RunConfig:
     observations: str = ""  # an observation table; "" = synthesise from the truth (obs section)
     reinit: Literal["mean", "members"] = "mean"
     unconditional: bool = False  # run with no observation source at all (a reference curve)
+    max_normalised: float = 20.0  # an analysis beyond this many stds from the mean = diverged
     save_members: bool = True  # cycle_NNN/members.nc: the report's rank histograms, spectra
     sources: SourcesConfig = dataclasses.field(default_factory=SourcesConfig)
 
     def validate(self, path: str) -> None:
         _parse_time(self.start, f"{path}.start")
-        _positive(self, path, "days", "cycle_hours", "members")
+        _positive(self, path, "days", "cycle_hours", "members", "max_normalised")
         if (self.days * 24) % self.cycle_hours:
             raise ConfigError(f"{path}.days: {self.days} days is not a whole number of "
                               f"{self.cycle_hours}-hour cycles")
@@ -499,6 +500,11 @@ def _scalar(tp: type, value: Any, path: str) -> Any:
         return float(value)
     if tp is float and value in (".inf", "inf", "Infinity"):
         return float("inf")
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is str and isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()  # YAML turns 2020-01-01 into a date
     if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):

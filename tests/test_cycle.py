@@ -251,3 +251,25 @@ def test_sweep_runs_the_grid_and_compares(fakes, tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "sw" / "emulator.weight=1" / "COMPLETE").exists()
     md = (tmp_path / "runs" / "sw" / "compare.md").read_text()
     assert "emulator.weight=0" in md and "**" in md
+
+
+def test_a_diverged_analysis_stops_the_run_before_writing_the_cycle(fakes, tmp_path):
+    """A sampler that blows up without NaN (too stiff a guidance) must not produce
+    'analyses': the run stops, names cycle and channels, writes nothing of that cycle and
+    says so in log.txt. Forced here with a tiny limit; on the demo, stations weight 2
+    without guidance_clip reached 1.9e3 standard deviations in t850."""
+    tmp, sets = fakes
+    run_dir = tmp_path / "div"
+    with pytest.raises(RunError, match=r"cycle 0 \(2020-01-01T00:00\): the analysis diverged, "
+                                       r"reaching more than run.max_normalised=0.5 standard "
+                                       r"deviations in \['t850 \("):
+        start_run(cycle_fakes.config(sets, "run.mode=plain", "run.max_normalised=0.5"), run_dir)
+    assert not (run_dir / "cycle_000").exists() and not (run_dir / "metrics.csv").exists()
+    assert "stopped at cycle 0: RunError" in (run_dir / "log.txt").read_text()
+
+
+def test_float_settings_accept_exponents_without_a_dot():
+    from dafusion.config import load_config
+
+    assert load_config(None, ["run.sources.stations.weight=1e3"]).run.sources.stations.weight \
+        == 1000.0

@@ -368,82 +368,103 @@ def run_cycles(exp: Experiment, run_dir: Path, *,
                 fc = exp.emulator.forecast(init, n)
                 state["emulator_forecast"] = fc.values[:, 0]  # (lead, C_out, h, w)
     sampler = PosteriorSampler(cfg.prior.sampler, callback=lambda i, x: pbar.update(1))
-    with bar(len(exp.times) * steps, "cycles × sampler steps") as pbar:
-        pbar.update(state["cycle"] * steps)
-        for cycle in range(state["cycle"], len(exp.times)):
-            t = exp.times[cycle]
-            tic = time.perf_counter()
-            truth = exp.truth.at(t).values.astype(np.float64)  # (C, H, W) physical
-            truth_n = torch.as_tensor(exp.normaliser.normalise(truth), dtype=torch.float32)
-            state_channels = state["pseudo_obs_channels"]
-            terms, fc_used = _terms(exp, cycle, t, truth_n, state)
-            background = None
-            if state["background"] is not None:
-                background = torch.as_tensor(exp.normaliser.normalise(state["background"]),
-                                             dtype=torch.float32)
-            t_obs = time.perf_counter()
-            gens = member_generators(run.seed * 100003 + cycle, range(members), exp.device)
-            x = sampler(exp.denoiser, shape, gens, terms, device=exp.device).detach().cpu()
-            ens = exp.normaliser.denormalise(x.double().numpy())  # (M, C, H, W) physical
-            t_ana = time.perf_counter()
-            # the next cycle's pseudo-observation and background
-            if exp.emulator is not None and cycle + 1 < len(exp.times):
-                out_channels = exp.emulator.output_channels
-                if run.mode == "forecast":
-                    nxt = state["emulator_forecast"][_lead_index(exp, cycle + 1)][None]
-                else:
-                    init = _reinit_state(exp, ens, state, to_emulator, t)
-                    steps_12h = int(np.timedelta64(run.cycle_hours, "h")
-                                    / exp.emulator.time_step)
-                    nxt = exp.emulator.forecast(init, steps_12h).values[-1]
-                state["pseudo_obs"], state["pseudo_obs_channels"] = nxt, out_channels
-                shared = [c for c in out_channels if c in channels]
-                bg = ens.mean(0).copy()  # channels the emulator lacks: this analysis
-                fc_mean = torch.as_tensor(nxt.mean(0)[[out_channels.index(c) for c in shared]])
-                bg[[channels.index(c) for c in shared]] = from_emulator(fc_mean).numpy()
-                state["background"] = bg
-            elif exp.emulator is None:
-                state["background"] = ens.mean(0)  # plain: persistence of the analysis
-            t_fc = time.perf_counter()
-            # outputs of this cycle, then the state that says it is complete
-            cdir = run_dir / f"cycle_{cycle:03d}"
-            cdir.mkdir(exist_ok=True)
-            write_netcdf(_analysis_dataset(ens, exp, t, cycle), cdir / "analysis.nc", force=True)
-            if run.save_members:
-                write_netcdf(state_dataset(ens, channels, grid, time=t), cdir / "members.nc",
-                             force=True)
-            if fc_used is not None:
-                write_netcdf(state_dataset(fc_used, state_channels, exp.emulator.grid,
-                                           time=t, attrs={"title": "emulator state used as "
-                                                          "pseudo-observation"}),
-                             cdir / "forecast.nc", force=True)
-            scores = ensemble_scores(ens, truth, grid)
-            lead = int((t - exp.times[0]) / np.timedelta64(1, "h"))
-            for i, name in enumerate(channels):
-                ch = parse_channel(name)
-                state["metrics"].append({
-                    "cycle": cycle, "valid_time": str(t)[:16], "lead_hours": lead,
-                    "channel": name, "variable": ch.variable.name, "level": ch.level if ch.level else "",
-                    **{k: float(v[i]) for k, v in scores.items()}})
-            mean_n = torch.as_tensor(exp.normaliser.normalise(ens.mean(0)), dtype=torch.float32)
-            for term in terms:
-                state["obs"].append(_obs_row(cycle, t, term, background, mean_n))
-            toc = time.perf_counter()
-            state["timing"].append({"cycle": cycle, "valid_time": str(t)[:16],
-                                    "observations_s": t_obs - tic, "analysis_s": t_ana - t_obs,
-                                    "forecast_s": t_fc - t_ana, "write_s": toc - t_fc,
-                                    "total_s": toc - tic})
-            _write_text(run_dir / "metrics.csv", _csv(state["metrics"], METRIC_COLUMNS))
-            _write_text(run_dir / "obs_diagnostics.csv", _csv(state["obs"], OBS_COLUMNS))
-            _write_text(run_dir / "timing.csv", _csv(state["timing"], TIMING_COLUMNS))
-            state["cycle"] = cycle + 1
-            save_state(run_dir, state)
-            rm = {n: f"{scores['rmse'][i]:.3g}" for i, n in enumerate(channels)}
-            _log(run_dir, f"cycle {cycle} {str(t)[:16]}: {toc - tic:.1f} s (analysis "
-                          f"{t_ana - t_obs:.1f} s); terms {[tm.name for tm in terms]}; "
-                          f"rmse {rm}")
+    try:
+        with bar(len(exp.times) * steps, "cycles × sampler steps") as pbar:
+            pbar.update(state["cycle"] * steps)
+            for cycle in range(state["cycle"], len(exp.times)):
+                t = exp.times[cycle]
+                tic = time.perf_counter()
+                truth = exp.truth.at(t).values.astype(np.float64)  # (C, H, W) physical
+                truth_n = torch.as_tensor(exp.normaliser.normalise(truth), dtype=torch.float32)
+                state_channels = state["pseudo_obs_channels"]
+                terms, fc_used = _terms(exp, cycle, t, truth_n, state)
+                background = None
+                if state["background"] is not None:
+                    background = torch.as_tensor(exp.normaliser.normalise(state["background"]),
+                                                 dtype=torch.float32)
+                t_obs = time.perf_counter()
+                gens = member_generators(run.seed * 100003 + cycle, range(members), exp.device)
+                x = sampler(exp.denoiser, shape, gens, terms, device=exp.device).detach().cpu()
+                _check_divergence(x, cycle, t, channels, cfg)
+                ens = exp.normaliser.denormalise(x.double().numpy())  # (M, C, H, W) physical
+                t_ana = time.perf_counter()
+                # the next cycle's pseudo-observation and background
+                if exp.emulator is not None and cycle + 1 < len(exp.times):
+                    out_channels = exp.emulator.output_channels
+                    if run.mode == "forecast":
+                        nxt = state["emulator_forecast"][_lead_index(exp, cycle + 1)][None]
+                    else:
+                        init = _reinit_state(exp, ens, state, to_emulator, t)
+                        steps_12h = int(np.timedelta64(run.cycle_hours, "h")
+                                        / exp.emulator.time_step)
+                        nxt = exp.emulator.forecast(init, steps_12h).values[-1]
+                    state["pseudo_obs"], state["pseudo_obs_channels"] = nxt, out_channels
+                    shared = [c for c in out_channels if c in channels]
+                    bg = ens.mean(0).copy()  # channels the emulator lacks: this analysis
+                    fc_mean = torch.as_tensor(nxt.mean(0)[[out_channels.index(c) for c in shared]])
+                    bg[[channels.index(c) for c in shared]] = from_emulator(fc_mean).numpy()
+                    state["background"] = bg
+                elif exp.emulator is None:
+                    state["background"] = ens.mean(0)  # plain: persistence of the analysis
+                t_fc = time.perf_counter()
+                # outputs of this cycle, then the state that says it is complete
+                cdir = run_dir / f"cycle_{cycle:03d}"
+                cdir.mkdir(exist_ok=True)
+                write_netcdf(_analysis_dataset(ens, exp, t, cycle), cdir / "analysis.nc", force=True)
+                if run.save_members:
+                    write_netcdf(state_dataset(ens, channels, grid, time=t), cdir / "members.nc",
+                                 force=True)
+                if fc_used is not None:
+                    write_netcdf(state_dataset(fc_used, state_channels, exp.emulator.grid,
+                                               time=t, attrs={"title": "emulator state used as "
+                                                              "pseudo-observation"}),
+                                 cdir / "forecast.nc", force=True)
+                scores = ensemble_scores(ens, truth, grid)
+                lead = int((t - exp.times[0]) / np.timedelta64(1, "h"))
+                for i, name in enumerate(channels):
+                    ch = parse_channel(name)
+                    state["metrics"].append({
+                        "cycle": cycle, "valid_time": str(t)[:16], "lead_hours": lead,
+                        "channel": name, "variable": ch.variable.name, "level": ch.level if ch.level else "",
+                        **{k: float(v[i]) for k, v in scores.items()}})
+                mean_n = torch.as_tensor(exp.normaliser.normalise(ens.mean(0)), dtype=torch.float32)
+                for term in terms:
+                    state["obs"].append(_obs_row(cycle, t, term, background, mean_n))
+                toc = time.perf_counter()
+                state["timing"].append({"cycle": cycle, "valid_time": str(t)[:16],
+                                        "observations_s": t_obs - tic, "analysis_s": t_ana - t_obs,
+                                        "forecast_s": t_fc - t_ana, "write_s": toc - t_fc,
+                                        "total_s": toc - tic})
+                _write_text(run_dir / "metrics.csv", _csv(state["metrics"], METRIC_COLUMNS))
+                _write_text(run_dir / "obs_diagnostics.csv", _csv(state["obs"], OBS_COLUMNS))
+                _write_text(run_dir / "timing.csv", _csv(state["timing"], TIMING_COLUMNS))
+                state["cycle"] = cycle + 1
+                save_state(run_dir, state)
+                rm = {n: f"{scores['rmse'][i]:.3g}" for i, n in enumerate(channels)}
+                _log(run_dir, f"cycle {cycle} {str(t)[:16]}: {toc - tic:.1f} s (analysis "
+                              f"{t_ana - t_obs:.1f} s); terms {[tm.name for tm in terms]}; "
+                              f"rmse {rm}")
+    except BaseException as err:
+        _log(run_dir, f"stopped at cycle {state['cycle']}: {type(err).__name__}: {err}")
+        raise
     _write_text(run_dir / "COMPLETE", f"{_now()} {len(exp.times)} cycles\n")
     return state
+
+
+def _check_divergence(x: torch.Tensor, cycle: int, t: np.datetime64, channels: list[str],
+                      cfg: Config) -> None:
+    """Stop, before anything of the cycle is written, when the sampler blew up without
+    producing NaN (guidance too stiff for the step size): |x| far beyond the prior."""
+    peak = x.abs().amax(dim=(0, 2, 3))
+    bad = [f"{c} ({v:.3g})" for c, v in zip(channels, peak.tolist())
+           if v > cfg.run.max_normalised]
+    if bad:
+        raise RunError(
+            f"cycle {cycle} ({str(t)[:16]}): the analysis diverged, reaching more than "
+            f"run.max_normalised={cfg.run.max_normalised:g} standard deviations in {bad}. "
+            f"The guidance is too strong for {cfg.prior.sampler.steps} sampler steps: lower a "
+            "source's weight or raise its sigma_y/gamma, cap the guidance with "
+            "prior.sampler.guidance_clip (e.g. 1), or use more steps")
 
 
 def _reinit_state(exp: Experiment, ens: np.ndarray, state: dict[str, Any],
