@@ -85,7 +85,7 @@ def test_one_cycle_of_the_paper_setup(tmp_path, lucie_files):  # noqa: F811
         f"emulator.checkpoint={tmp_path / 'lucie'}",
         f"emulator.orography={lucie_files / 'oro.nc'}",
         f"run.observations={tmp_path / 'igra.nc'}", "run.members=2", "run.days=0.5",
-        "prior.sampler.steps=2"])
+        "prior.sampler.steps=2", "run.max_normalised=1e6"])  # untrained: no distribution
     state = start_run(cfg, tmp_path / "run")
     assert state["cycle"] == 2
     assert len(state["metrics"]) == 2 * 13
