@@ -78,6 +78,7 @@ class RunView:
     truth: GriddedSource
     metrics: list[dict[str, Any]]
     obs_rows: list[dict[str, str]]
+    _cache: dict[Any, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, path: Path) -> RunView:
@@ -123,15 +124,19 @@ class RunView:
         return channel_field(xr.load_dataset(path), channel) if path.exists() else None
 
     def truth_field(self, cycle: int, channel: str) -> np.ndarray:
-        state = self.truth.at(self.time(cycle))
-        return np.asarray(state.sel(channel=channel).values, dtype=np.float64)
+        key = ("truth", cycle)
+        if key not in self._cache:  # every figure asks again; read each state once
+            self._cache[key] = self.truth.at(self.time(cycle))
+        return np.asarray(self._cache[key].sel(channel=channel).values, dtype=np.float64)
 
     def stations(self, cycle: int, channel: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """lat, lon, value of the observations of ``channel`` usable at ``cycle``."""
         path = self.path / "observations.nc"
         if not path.exists():
             return np.zeros(0), np.zeros(0), np.zeros(0)
-        table = read_table(path)
+        if "table" not in self._cache:
+            self._cache["table"] = read_table(path)
+        table = self._cache["table"]
         half = np.timedelta64(int(self.cfg.run.sources.stations.window_hours * 3600), "s")
         rows = table.window(self.time(cycle), half)
         ch = parse_channel(channel)

@@ -43,7 +43,6 @@ import datetime as dt
 import json
 import os
 import platform
-import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -54,7 +53,7 @@ import torch
 import xarray as xr
 
 from dafusion.config import Config, dump_config
-from dafusion.cycler.metrics import ensemble_scores, spatial_mean
+from dafusion.cycler.metrics import ensemble_scores
 from dafusion.data import GriddedSource, demo_truth_path
 from dafusion.grids import grid_from_name
 from dafusion.io import sha256, state_dataset, write_netcdf
@@ -545,8 +544,3 @@ def resume_run(run_dir: Path, *, device: str = "cpu",
     return run_cycles(exp, run_dir, progress=progress)
 
 
-def run_command_line() -> str:
-    return " ".join(["cycler"] + sys.argv[1:])
-
-
-__all__ = ["prepare", "start_run", "resume_run", "run_cycles", "RunError", "spatial_mean"]
