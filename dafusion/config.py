@@ -431,6 +431,17 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         raise ConfigError(f"{source}: {err}") from None
 
 
+def with_overrides(cfg: Any, overrides: typing.Sequence[str], source: str = "--set") -> Any:
+    """A copy of the configuration ``cfg`` with ``"a.b.c=value"`` overrides, validated."""
+    raw = to_dict(cfg)
+    for item in overrides:
+        _apply_override(raw, item, source)
+    try:
+        return from_dict(type(cfg), raw, "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
 def from_dict(cls: type, raw: Any, path: str) -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and types."""
     if not isinstance(raw, dict):

@@ -186,6 +186,17 @@ class GriddedSource:
             source._field(ch)  # fail now, not at the first read
         return source
 
+    def select(self, channel_names: list[str]) -> "GriddedSource":
+        """The same data seen through another channel list (checked now)."""
+        try:
+            channels = parse_channels(channel_names)
+        except ValueError as err:
+            raise DataError(f"{self.path}: {err}") from None
+        source = type(self)(self.path, channels, self.ds, self.grid)
+        for ch in channels:
+            source._field(ch)
+        return source
+
     @property
     def times(self) -> np.ndarray:
         return self.ds["time"].values

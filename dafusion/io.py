@@ -10,6 +10,7 @@ and renamed, so a partial file never looks complete.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -74,6 +75,25 @@ def forecast_dataset(fc: xr.DataArray, grid: AnyGrid, attrs: dict | None = None)
     return ds
 
 
+def atomic_write(path: str | Path, write: Callable[[Path], None], *,
+                 check: Callable[[Path], None] | None = None) -> Path:
+    """The one atomic writer: ``write(tmp)`` fills ``<path>.partial``, ``check(tmp)``
+    may refuse it, then it is renamed onto ``path``. A reader sees the old file or the
+    new one, never a partial one (the rename is atomic on one file system)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    write(tmp)
+    if check is not None:
+        check(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """``text`` to ``path`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
 def write_netcdf(ds: xr.Dataset, path: str | Path, *, force: bool = False,
                  encoding: dict | None = None,
                  check: Callable[[Path], None] | None = None) -> Path:
@@ -84,15 +104,10 @@ def write_netcdf(ds: xr.Dataset, path: str | Path, *, force: bool = False,
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path}: already exists; pass --force to overwrite")
-    tmp = path.with_name(path.name + ".partial")
     if encoding is None:
         encoding = {name: {"zlib": True, "complevel": 4, "dtype": "float32"}
                     for name in ds.data_vars}
-    ds.to_netcdf(tmp, encoding=encoding)
-    if check is not None:
-        check(tmp)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: ds.to_netcdf(tmp, encoding=encoding), check=check)
 
 
 def sha256(path: Path) -> str:

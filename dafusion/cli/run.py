@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-import subprocess
-import sys
+import dataclasses
 from pathlib import Path
 
 import click
@@ -14,17 +12,32 @@ from dafusion.config import load_config
 
 
 def _run_dir(cfg, out: str | None, name: str | None) -> Path:  # noqa: ANN001
-    from dafusion.cycler.run import default_name
+    from dafusion.cycler.rundir import default_name
 
     if out and name:
         raise click.UsageError("give --out or --name, not both")
     return Path(out) if out else Path("runs") / (name or default_name(cfg))
 
 
+def _with_run_options(cfg, **options):  # noqa: ANN001, ANN003, ANN202
+    """The typed command-line options over ``run``, validated like the file."""
+    from dafusion.config import ConfigError
+
+    given = {k: v for k, v in options.items() if v is not None}
+    run = dataclasses.replace(cfg.run, **given)
+    try:
+        run.validate("run")
+    except ConfigError as err:
+        raise click.BadParameter(str(err)) from None
+    return dataclasses.replace(cfg, run=run)
+
+
+_MODE = click.Choice(["plain", "forecast", "reinit"])
+
+
 @main.command("run")
 @config_options
-@click.option("--mode", type=click.Choice(["plain", "forecast", "reinit"]),
-              help="Default: run.mode (reinit).")
+@click.option("--mode", type=_MODE, help="Default: run.mode (reinit).")
 @click.option("--start", help="First analysis time (default: run.start).")
 @click.option("--days", type=float, help="Window length (default: run.days = 7).")
 @click.option("--members", type=int, help="Ensemble size (default: run.members = 8).")
@@ -48,13 +61,12 @@ def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | Non
         run_dir = Path(resume)
         state = resume_run(run_dir, device=device, progress=progress_bar)
     else:
-        extra = [f"run.{k}={v}" for k, v in (("mode", mode), ("start", start), ("days", days),
-                                              ("members", members)) if v is not None]
-        cfg = load_config(config_path, list(overrides) + extra)
+        cfg = _with_run_options(load_config(config_path, list(overrides)), mode=mode,
+                                start=start, days=days, members=members)
         run_dir = _run_dir(cfg, out, name)
         state = start_run(cfg, run_dir, device=device, progress=progress_bar)
-    total = sum(r["total_s"] for r in state["timing"])
-    click.echo(f"{run_dir}: {state['cycle']} analyses, {total:.0f} s in cycles; "
+    total = sum(r["total_s"] for r in state.tables.timing)
+    click.echo(f"{run_dir}: {state.cycle} analyses, {total:.0f} s in cycles; "
                f"metrics in {run_dir / 'metrics.csv'}")
     _summary(run_dir)
 
@@ -83,14 +95,14 @@ def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
 
 @main.command("sweep")
 @config_options
-@click.option("--mode", type=click.Choice(["plain", "forecast", "reinit"]))
+@click.option("--mode", type=_MODE)
 @click.option("--start")
 @click.option("--days", type=float)
 @click.option("--members", type=int)
 @click.option("--name", default="sweep", show_default=True,
               help="Runs go to runs/NAME/<setting>; the comparison to runs/NAME.")
 @click.option("--jobs", default=1, show_default=True, type=int,
-              help="Runs in parallel (separate processes).")
+              help="Runs in parallel (separate processes; 1 = one after the other, here).")
 @click.option("--device", default="cpu", show_default=True)
 @friendly
 def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
@@ -100,52 +112,26 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
 
     Example: cycler sweep --mode forecast --set run.sources.emulator.weight=0,0.5,1,2,4
     """
-    from dafusion.cycler.compare import compare
+    from dafusion.cycler.sweep import sweep
 
-    fixed, axes = [], []
+    fixed, axes = [], {}
     for item in overrides:
         key, _, values = item.partition("=")
-        if "," in values and not values.strip().startswith("["):
-            axes.append([(key, v) for v in values.split(",")])
+        if "," in values and not values.strip().startswith(("[", "{")):
+            axes[key.strip()] = values.split(",")
         else:
             fixed.append(item)
     if not axes:
         raise click.UsageError("sweep: give at least one --set key=v1,v2,...")
-    extra = [f"run.{k}={v}" for k, v in (("mode", mode), ("start", start), ("days", days),
-                                          ("members", members)) if v is not None]
-    root = Path("runs") / name
-    if root.exists():
-        raise FileExistsError(f"{root}: already exists; choose another --name")
-    combos = list(itertools.product(*axes))
-    commands, dirs = [], []
-    for combo in combos:
-        label = ",".join(f"{k.split('.')[-2]}.{k.split('.')[-1]}={v}" for k, v in combo)
-        settings = fixed + extra + [f"{k}={v}" for k, v in combo]
-        load_config(config_path, settings)  # every combination is checked before any run
-        run_dir = root / label
-        dirs.append(run_dir)
-        cmd = [sys.executable, "-m", "dafusion.cli", "run", "--out", str(run_dir),
-               "--device", device]
-        if config_path:
-            cmd += ["--config", config_path]
-        for s in settings:
-            cmd += ["--set", s]
-        commands.append(cmd)
-    root.mkdir(parents=True)
-    failed = []
-    for i in range(0, len(commands), jobs):
-        procs = [(subprocess.Popen(c), d) for c, d in zip(commands[i:i + jobs], dirs[i:i + jobs])]
-        for proc, d in procs:
-            if proc.wait() != 0:
-                failed.append(str(d))
-    done = [d for d in dirs if (d / "COMPLETE").exists()]
-    if done:
-        table, files = compare(done, root, labels=[d.name for d in done])
-        click.echo(table)
-        for f in files:
-            click.echo(f"wrote {f}")
-    if failed:
-        raise RuntimeError(f"sweep: {len(failed)} run(s) failed: {failed}")
+    cfg = _with_run_options(load_config(config_path, fixed), mode=mode, start=start,
+                            days=days, members=members)
+    result = sweep(cfg, axes, Path("runs") / name, jobs=jobs, device=device)
+    click.echo(result.table)
+    for f in result.files:
+        click.echo(f"wrote {f}")
+    if result.failed:
+        raise RuntimeError(f"sweep: {len(result.failed)} run(s) failed: "
+                           f"{[str(r.path) for r in result.failed]}")
 
 
 @main.command("report")

@@ -9,12 +9,12 @@ analysis times and the channels; anything else is refused.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from dafusion.cycler.rundir import RunDir
 
 
 class CompareError(ValueError):
@@ -22,29 +22,14 @@ class CompareError(ValueError):
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.csv"
-    if not path.exists():
-        raise CompareError(f"{run_dir}: no metrics.csv (not a run directory, or no cycle done)")
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        for k in ("rmse", "bias", "spread", "crps"):
-            r[k] = float(r[k]) if r[k] != "" else float("nan")
-        r["lead_hours"] = int(r["lead_hours"])
-    return rows
-
-
-def _identity(run_dir: Path) -> dict[str, Any]:
-    cfg = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-    inputs = yaml.safe_load((Path(run_dir) / "inputs.json").read_text())
-    return {"truth": inputs["truth"], "start": cfg["run"]["start"], "days": cfg["run"]["days"],
-            "cycle_hours": cfg["run"]["cycle_hours"], "channels": cfg["data"]["channels"]}
+    """``metrics.csv`` of a run directory (floats; see ``RunDir.metrics``)."""
+    return RunDir(run_dir).metrics()
 
 
 def check_comparable(runs: list[Path]) -> None:
-    ref = _identity(runs[0])
+    ref = RunDir(runs[0]).identity()
     for run in runs[1:]:
-        other = _identity(run)
+        other = RunDir(run).identity()
         diff = [k for k in ref if ref[k] != other[k]]
         if diff:
             raise CompareError(f"{run} differs from {runs[0]} in {diff}: "

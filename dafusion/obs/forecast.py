@@ -13,6 +13,7 @@ others are listed in ``rejected`` (counted per grid point).
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -36,6 +37,7 @@ class ForecastObs:
     channel_index: list[int]  # analysis channels that the forecast carries
     channels: list[str]
     rejected: dict[str, int]
+    pseudo_observation: ClassVar[bool] = True  # y is the background: no O−B
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, n)``: the shared channels on the forecast grid."""

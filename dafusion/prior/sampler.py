@@ -36,12 +36,16 @@ def sigma_steps(cfg: SamplerConfig) -> torch.Tensor:
     return torch.cat([t, torch.zeros(1, dtype=torch.float64)])
 
 
+def member_seeds(seed: int, members: Sequence[int]) -> list[int]:
+    """The torch seed of each member's generator, from (seed, member index)."""
+    return [int(np.random.SeedSequence([int(seed), int(m)]).generate_state(1, np.uint64)[0])
+            % 2**63 for m in members]
+
+
 def member_generators(seed: int, members: Sequence[int], device: torch.device | str = "cpu"
                       ) -> list[torch.Generator]:
-    """One generator per member, seeded from (seed, member index)."""
-    states = [np.random.SeedSequence([int(seed), int(m)]).generate_state(1, np.uint64)[0]
-              for m in members]
-    return [torch.Generator(device=device).manual_seed(int(s) % 2**63) for s in states]
+    """One generator per member, seeded with :func:`member_seeds`."""
+    return [torch.Generator(device=device).manual_seed(s) for s in member_seeds(seed, members)]
 
 
 def _randn(shape: tuple[int, ...], gens: list[torch.Generator], dtype: torch.dtype,

@@ -1,0 +1,215 @@
+"""An experiment: every part a run needs, checked before any compute.
+
+Build it from a configuration (:func:`build_experiment` opens the truth, the
+checkpoints and the observation table named there) or directly from in-memory
+parts, e.g. in tests::
+
+    Experiment(cfg, truth=GriddedSource(...), denoiser=net, normaliser=norm,
+               emulator=PersistenceEmulator(...), table=table)
+
+Either way :meth:`Experiment.check` runs at construction and raises
+:class:`RunError` when the window is outside the truth, a cycle has no station
+observation, the emulator shares no channel with the analysis, or no source is
+enabled without ``run.unconditional``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dafusion.config import Config
+from dafusion.cycler import seeding
+from dafusion.cycler.modes import ForecastMode, Mode, PlainMode, ReinitMode
+from dafusion.cycler.rundir import Header, RunError
+from dafusion.data import GriddedSource, demo_truth_path
+from dafusion.emulator.base import ForecastModel
+from dafusion.grids import AnyGrid
+from dafusion.io import sha256
+from dafusion.normalise import Normaliser
+from dafusion.obs.table import ObservationTable, read_table, write_table
+from dafusion.prior.base import Denoiser
+
+
+def analysis_times(cfg: Config) -> np.ndarray:
+    """``start, start + cycle_hours, …, start + days`` as datetime64[ns]."""
+    start = np.datetime64(dt.datetime.fromisoformat(cfg.run.start), "ns")
+    n = int(round(cfg.run.days * 24 / cfg.run.cycle_hours))
+    return start + np.arange(n + 1) * np.timedelta64(cfg.run.cycle_hours, "h")
+
+
+@dataclasses.dataclass
+class Experiment:
+    """The parts of a run. ``inputs`` records where they came from (``inputs.json``)."""
+
+    cfg: Config
+    truth: GriddedSource  # the nature run: verification, synthetic and gridded observations
+    denoiser: Denoiser  # D_θ(x; σ), normalised units
+    normaliser: Normaliser
+    emulator: ForecastModel | None = None  # None in plain mode
+    table: ObservationTable | None = None  # None without station observations
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.times = analysis_times(self.cfg)
+        self.inputs = self.inputs or {"truth": {"file": Path(self.truth.path).name}}
+        self.check()
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.cfg.data.channels)
+
+    @property
+    def grid(self) -> AnyGrid:
+        return self.truth.grid
+
+    def check(self) -> None:
+        """Everything that can be known before the first analysis; raise RunError."""
+        run = self.cfg.run
+        _check_window(self.truth, self.times)
+        if (self.emulator is None) != (run.mode == "plain"):
+            raise RunError(f"mode {run.mode} {'needs' if run.mode != 'plain' else 'takes no'} "
+                           "emulator")
+        if self.emulator is not None and not set(self.emulator.output_channels) & set(
+                self.channels):
+            raise RunError(f"the emulator forecasts {self.emulator.output_channels}, none of "
+                           f"which is an analysis channel {self.channels}")
+        if self.emulator is not None:
+            self.truth.select(self.emulator.channels)  # its initial state comes from the truth
+        if run.sources.stations.enabled:
+            _check_observations(self.table, self.times, run.sources.stations.window_hours,
+                                run.observations or "synthesised")
+        has_source = (run.sources.stations.enabled or run.sources.gridded.enabled
+                      or self.emulator is not None)
+        if not has_source and not run.unconditional:
+            raise RunError("no observation source is enabled: the analyses would be "
+                           "unconditional samples. Enable a source, or set "
+                           "run.unconditional=true for the unconditional reference")
+        if has_source and run.unconditional:
+            raise RunError("run.unconditional=true but observation sources are enabled; "
+                           "disable them (stations, gridded) and use mode plain")
+
+    def mode(self) -> Mode:
+        """The configured mode, at the first cycle."""
+        run = self.cfg.run
+        if self.emulator is None:
+            return PlainMode()
+        from dafusion.emulator.skill import initial_state
+
+        initial = initial_state(self.truth.select(self.emulator.channels), self.times[0],
+                                self.emulator, self.cfg.emulator.regrid)
+        args = (self.emulator, initial, self.times, self.channels, self.grid,
+                self.cfg.emulator.regrid)
+        if run.mode == "forecast":
+            return ForecastMode(*args)
+        return ReinitMode(*args, members=run.reinit == "members")
+
+    def header(self) -> Header:
+        """What ``RunDir.create`` writes before any compute."""
+        cfg, table = self.cfg, self.table
+        write_obs = None
+        if table is not None:  # the rows the run can use, for the report's maps and scatter
+            half = _hours(cfg.run.sources.stations.window_hours)
+            keep = (table.time >= self.times[0] - half) & (table.time <= self.times[-1] + half)
+            write_obs = lambda path: write_table(table.subset(keep), path)  # noqa: E731
+        return Header(cfg, versions(), self.inputs,
+                      seeding.record(cfg.run.seed, self.times, cfg.run.members), write_obs)
+
+
+def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
+    """Open the truth, checkpoints and observations named by ``cfg`` and check them."""
+    from dafusion.emulator.checkpoint import demo_emulator_path, load_emulator
+    from dafusion.prior import demo_prior_path
+    from dafusion.prior.checkpoint import load_prior
+
+    truth_path = Path(cfg.run.truth or demo_truth_path())
+    truth = GriddedSource.open(truth_path, cfg.data.channels)
+    _check_window(truth, analysis_times(cfg))  # before loading anything else
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RunError("--device cuda: no CUDA device is available")
+    prior_path = Path(cfg.prior.checkpoint or demo_prior_path())
+    denoiser, normaliser, _ = load_prior(prior_path, grid=truth.grid,
+                                         channels=cfg.data.channels, device=dev)
+    inputs: dict[str, Any] = {
+        "truth": {"file": truth_path.name, "bytes": _size(truth_path)},
+        "prior": {"checkpoint": prior_path.name, "weights_sha256": sha256(prior_path / "weights.pt")}}
+    emulator = None
+    if cfg.run.mode != "plain":
+        emulator_path = Path(cfg.emulator.checkpoint or demo_emulator_path())
+        emulator = load_emulator(emulator_path, device=dev)
+        inputs["emulator"] = {"checkpoint": emulator_path.name,
+                              "weights_sha256": sha256(emulator_path / "weights.pt")}
+    table = observation_table(cfg, truth, inputs)
+    return Experiment(cfg, truth, denoiser, normaliser, emulator, table, dev, inputs)
+
+
+def observation_table(cfg: Config, truth: GriddedSource,
+                      inputs: dict[str, Any]) -> ObservationTable | None:
+    """The table of ``run.observations``, or one synthesised from the truth (``obs``)."""
+    from dafusion.obs.synth import land_network, station_list_network, synthesise
+
+    run = cfg.run
+    if not run.sources.stations.enabled:
+        return None
+    if run.observations:
+        inputs["observations"] = {"file": Path(run.observations).name,
+                                  "sha256": sha256(Path(run.observations))}
+        return read_table(run.observations)
+    o = cfg.obs
+    network = (station_list_network(o.station_list, o.n_stations, o.seed) if o.station_list
+               else land_network(o.n_stations, o.northern_fraction, o.seed))
+    times, half = analysis_times(cfg), _hours(run.sources.stations.window_hours)
+    table = synthesise(truth, network, o, str(times[0] - half), str(times[-1] + half))
+    inputs["observations"] = {"synthesised": True, "rows": len(table), "obs_seed": o.seed}
+    return table
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("dafusion", "torch", "torch-harmonics", "numpy", "xarray", "netCDF4", "scipy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _check_window(truth: GriddedSource, times: np.ndarray) -> None:
+    have = set(truth.times)
+    missing = [str(t)[:16] for t in times if t not in have]
+    if missing:
+        raise RunError(f"run window {str(times[0])[:16]} .. {str(times[-1])[:16]}: the truth "
+                       f"{Path(truth.path).name} has no state at {missing[:4]}"
+                       f"{' …' if len(missing) > 4 else ''} (it covers "
+                       f"{str(truth.times[0])[:16]} .. {str(truth.times[-1])[:16]})")
+
+
+def _check_observations(table: ObservationTable | None, times: np.ndarray, window_hours: float,
+                        where: str) -> None:
+    if table is None:
+        raise RunError("run.sources.stations is enabled but the experiment has no "
+                       "observation table")
+    empty = [str(t)[:16] for t in times if len(table.window(t, _hours(window_hours))) == 0]
+    if empty:
+        raise RunError(f"no station observations within ±{window_hours} h of the analyses at "
+                       f"{empty[:4]}{' …' if len(empty) > 4 else ''} ({where}); disable the "
+                       "source (run.sources.stations.enabled=false) or change the window")
+
+
+def _hours(hours: float) -> np.timedelta64:
+    return np.timedelta64(int(hours * 3600), "s")
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

@@ -1,0 +1,258 @@
+"""The run directory: its layout, its writers and its reader, in one place.
+
+```
+runs/<name>/
+  config.yaml            the resolved configuration (written first)
+  versions.json          Python, platform and package versions
+  observations.nc        the observation rows the run can use (with stations)
+  inputs.json            truth, checkpoints (weights sha256), observations
+  seeds.json             every generator seed of every cycle (dafusion.cycler.seeding)
+  log.txt                one line per event
+  cycle_NNN/analysis.nc  ensemble mean and std (CF); members.nc; forecast.nc
+  metrics.csv            rewritten after every cycle, with
+  obs_diagnostics.csv    ... and
+  timing.csv             ...
+  state.npz              what the next cycle needs: arrays and one JSON string, no pickle
+  COMPLETE               written after the last cycle
+```
+
+Every file goes through :func:`dafusion.io.atomic_write`. A cycle counts once
+``state.npz`` says so; it is replaced after the cycle's other files, which is what
+makes ``--resume`` exact. The header (everything before ``log.txt``) depends only
+on the configuration and its inputs, so a run killed while it was being written is
+completed by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from dafusion.config import Config, ConfigError, dump_config, load_config
+from dafusion.io import atomic_write, write_netcdf, write_text
+
+CONFIG = "config.yaml"
+VERSIONS = "versions.json"
+OBSERVATIONS = "observations.nc"
+INPUTS = "inputs.json"
+SEEDS = "seeds.json"
+LOG = "log.txt"
+METRICS = "metrics.csv"
+OBS_DIAGNOSTICS = "obs_diagnostics.csv"
+TIMING = "timing.csv"
+STATE = "state.npz"
+COMPLETE = "COMPLETE"
+ANALYSIS, MEMBERS, FORECAST = "analysis.nc", "members.nc", "forecast.nc"
+STATE_VERSION = 2
+
+COLUMNS = {
+    METRICS: ["cycle", "valid_time", "lead_hours", "channel", "variable", "level", "rmse",
+              "bias", "spread", "crps"],
+    OBS_DIAGNOSTICS: ["cycle", "valid_time", "source", "used", "rejected", "omb_mean",
+                      "omb_rms", "oma_mean", "oma_rms"],
+    TIMING: ["cycle", "valid_time", "observations_s", "analysis_s", "forecast_s", "write_s",
+             "total_s"],
+}
+FLOAT_COLUMNS = {"rmse", "bias", "spread", "crps", "omb_mean", "omb_rms", "oma_mean",
+                 "oma_rms"}
+
+
+class RunError(ValueError):
+    """A run that cannot start or continue; the message says why and what to change."""
+
+
+@dataclasses.dataclass
+class Header:
+    """What a run is, written before it computes anything."""
+
+    config: Config
+    versions: dict[str, str]
+    inputs: dict[str, Any]
+    seeds: dict[str, Any]
+    write_observations: Any = None  # callable(path) writing observations.nc, or None
+
+
+@dataclasses.dataclass
+class Tables:
+    """The rows of the three per-cycle tables (one dict per row, keys = COLUMNS)."""
+
+    metrics: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    obs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    timing: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Rows as CSV; floats with 6 significant digits, NaN as an empty cell."""
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else f"{v:.6g}"
+        return str(v)
+
+    lines = [",".join(columns)] + [",".join(cell(r[c]) for c in columns) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")
+
+
+class RunDir:
+    """One run directory: ``RunDir(path)`` to read or continue, :meth:`create` to start."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # ------------------------------------------------------------------ writing
+
+    @classmethod
+    def create(cls, path: str | Path, header: Header) -> "RunDir":
+        """A new directory with its header; an existing one is never overwritten."""
+        run = cls(path)
+        if run.path.exists():
+            raise RunError(f"{run.path}: already exists; runs are never overwritten (use "
+                           f"--resume {run.path} to continue it, or another --name)")
+        run.path.mkdir(parents=True)
+        run.write_header(header)
+        return run
+
+    def missing_header(self) -> list[str]:
+        return [n for n in (VERSIONS, INPUTS, SEEDS, LOG) if not (self.path / n).exists()]
+
+    def write_header(self, header: Header) -> None:
+        """``config.yaml`` first, then whatever else of the header is missing."""
+        if not (self.path / CONFIG).exists():
+            write_text(self.path / CONFIG, dump_config(header.config))
+        missing = self.missing_header()
+        if VERSIONS in missing:
+            write_text(self.path / VERSIONS, json.dumps(header.versions, indent=1))
+        if INPUTS in missing:
+            if header.write_observations is not None:
+                header.write_observations(self.path / OBSERVATIONS)
+            write_text(self.path / INPUTS, json.dumps(header.inputs, indent=1))
+        if SEEDS in missing:
+            write_text(self.path / SEEDS, json.dumps(header.seeds, indent=1))
+        if LOG in missing:
+            run = header.config.run
+            self.log(f"created; mode {run.mode}, {len(header.seeds['cycles'])} analyses from "
+                     f"{header.seeds['cycles'][0]['valid_time']}")
+
+    def log(self, line: str) -> None:
+        with open(self.path / LOG, "a") as f:
+            f.write(f"{now()} {line}\n")
+
+    def cycle_dir(self, cycle: int) -> Path:
+        return self.path / f"cycle_{cycle:03d}"
+
+    def write_cycle(self, cycle: int, files: dict[str, xr.Dataset]) -> None:
+        """``{ANALYSIS: ds, MEMBERS: ds, FORECAST: ds}`` (any subset) into cycle_NNN/."""
+        cdir = self.cycle_dir(cycle)
+        cdir.mkdir(exist_ok=True)
+        for name, ds in files.items():
+            write_netcdf(ds, cdir / name, force=True)
+
+    def write_tables(self, tables: Tables) -> None:
+        for name, rows in ((METRICS, tables.metrics), (OBS_DIAGNOSTICS, tables.obs),
+                           (TIMING, tables.timing)):
+            write_text(self.path / name, csv_text(rows, COLUMNS[name]))
+
+    def save_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """``state.npz``: the arrays plus ``meta`` as one JSON string (loads without pickle)."""
+        payload = {"meta": np.array(json.dumps({"version": STATE_VERSION, **meta}))}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **payload, **{f"array_{k}": v for k, v in arrays.items()})
+
+        atomic_write(self.path / STATE, write)
+
+    def load_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """``(meta, arrays)`` of the last completed cycle, or None before the first."""
+        path = self.path / STATE
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrays = {k[len("array_"):]: z[k] for k in z.files if k.startswith("array_")}
+        except Exception as err:  # noqa: BLE001 - re-raised with the file named
+            raise RunError(f"{path}: not a readable run state ({type(err).__name__}: {err}); "
+                           "delete it to restart the run from its first cycle") from None
+        if not isinstance(meta, dict) or meta.get("version") != STATE_VERSION:
+            raise RunError(f"{path}: written by another version of the cycle driver "
+                           f"(state version {meta.get('version') if isinstance(meta, dict) else '?'}"
+                           f", expected {STATE_VERSION}); delete it to restart the run")
+        return meta, arrays
+
+    def mark_complete(self, cycles: int) -> None:
+        write_text(self.path / COMPLETE, f"{now()} {cycles} cycles\n")
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def complete(self) -> bool:
+        return (self.path / COMPLETE).exists()
+
+    def config(self) -> Config:
+        if not (self.path / CONFIG).exists():
+            raise RunError(f"{self.path}: not a run directory (no {CONFIG})")
+        try:
+            return load_config(self.path / CONFIG)
+        except ConfigError as err:
+            raise RunError(str(err)) from None
+
+    def inputs(self) -> dict[str, Any]:
+        path = self.path / INPUTS
+        if not path.exists():
+            raise RunError(f"{path}: missing (the run was interrupted while it was being "
+                           f"created; 'cycler run --resume {self.path}' completes it)")
+        return json.loads(path.read_text())
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """``metrics.csv`` with floats and integer lead hours."""
+        path = self.path / METRICS
+        if not path.exists():
+            raise RunError(f"{self.path}: no {METRICS} (not a run directory, or no cycle done)")
+        rows = self._rows(METRICS)
+        for r in rows:
+            r["lead_hours"] = int(r["lead_hours"])
+        return rows
+
+    def obs_rows(self) -> list[dict[str, Any]]:
+        """``obs_diagnostics.csv`` with floats (empty cells: NaN); [] when absent."""
+        return self._rows(OBS_DIAGNOSTICS) if (self.path / OBS_DIAGNOSTICS).exists() else []
+
+    def _rows(self, name: str) -> list[dict[str, Any]]:
+        with open(self.path / name) as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            for k in FLOAT_COLUMNS & set(r):
+                r[k] = float(r[k]) if r[k] != "" else float("nan")
+        return rows
+
+    def dataset(self, cycle: int, name: str) -> xr.Dataset | None:
+        """A file of cycle_NNN/, loaded, or None when absent."""
+        path = self.cycle_dir(cycle) / name
+        return xr.load_dataset(path) if path.exists() else None
+
+    def identity(self) -> dict[str, Any]:
+        """What two runs must share to be compared."""
+        cfg = self.config()
+        return {"truth": self.inputs()["truth"], "start": cfg.run.start, "days": cfg.run.days,
+                "cycle_hours": cfg.run.cycle_hours, "channels": list(cfg.data.channels)}
+
+
+def default_name(cfg: Config) -> str:
+    """``<mode>_<start YYYYmmddTHH>_<created YYYYmmdd-HHMMSS>``."""
+    start = dt.datetime.fromisoformat(cfg.run.start).strftime("%Y%m%dT%H")
+    created = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{cfg.run.mode}_{start}_{created}"
