@@ -190,7 +190,6 @@ class SamplerConfig:
     S_tmax: float = float("inf")
     S_noise: float = 1.0
     guidance_scale: float = 1.0  # lambda_g
-    reevaluate_guidance: bool = True  # Algorithm 1, line 15
     guidance_clip: float = 0.0  # max RMS per member of the guidance drift; 0 = off
 
     def validate(self, path: str) -> None:
@@ -300,22 +299,45 @@ class EmulatorConfig:
         _positive(self, path, "time_step_hours")
 
 
+PerVariable = typing.Union[float, dict[str, float]]
+
+
 @dataclasses.dataclass
 class StationSourceConfig:
-    """Station observations (radiosondes): the table's rows near each analysis time."""
+    """Station observations (radiosondes): the table's rows near each analysis time.
+
+    ``sigma_y`` and ``gamma`` take one value or ``{variable: value}`` (long names,
+    e.g. ``{temperature: 0.01}``); a variable not named keeps the default: its rows'
+    own (error_std / std)² for Σ_y, ``gamma.default`` or 0.1 for Γ̂.
+    """
 
     enabled: bool = True
     weight: float = 1.0  # lambda
-    sigma_y: float | None = None  # normalised variance; None = each row's (error_std/std)^2
-    gamma: float = 0.1  # normalised Gamma-hat
+    sigma_y: PerVariable | None = None  # normalised variance; None = each row's (error_std/std)^2
+    gamma: PerVariable = 0.1  # normalised Gamma-hat
     method: Literal["bicubic", "bilinear"] = "bicubic"
     window_hours: float = 3.0
+    background_check: float = 0.0  # k: reject |O-B| > k sqrt(sigma_b^2 + Sigma_y); 0 = off
+    background_std: float = 0.5  # sigma_b, normalised: the background's error std
 
     def validate(self, path: str) -> None:
-        _non_negative(self, path, "weight", "gamma")
-        _positive(self, path, "window_hours")
-        if self.sigma_y is not None and not self.sigma_y > 0:
-            raise ConfigError(f"{path}.sigma_y: must be > 0 or null, got {self.sigma_y}")
+        _non_negative(self, path, "weight", "background_check")
+        _positive(self, path, "window_hours", "background_std")
+        _per_variable(self.sigma_y, f"{path}.sigma_y", strict=True, default_key=False)
+        _per_variable(self.gamma, f"{path}.gamma", strict=False, default_key=True)
+
+    def gamma_of(self, variable: str) -> float:
+        """Γ̂ of one variable's observations."""
+        if isinstance(self.gamma, dict):
+            return self.gamma.get(variable, self.gamma.get("default", GAMMA_DEFAULT))
+        return self.gamma
+
+    def sigma_y_of(self, variable: str) -> float | None:
+        """Σ_y of one variable's observations; None = each row's own error std."""
+        return self.sigma_y.get(variable) if isinstance(self.sigma_y, dict) else self.sigma_y
+
+
+GAMMA_DEFAULT = StationSourceConfig.gamma
 
 
 @dataclasses.dataclass
@@ -329,6 +351,8 @@ class GriddedSourceConfig:
     noise_std: float = 0.0  # normalised units, added to the coarse truth
     sigma_y: float = 0.01  # normalised variance
     gamma: float = 0.1
+    background_check: float = 0.0  # k, as for stations; 0 = off
+    background_std: float = 0.5
 
     def validate(self, path: str) -> None:
         from dafusion.grids import grid_from_name
@@ -337,8 +361,8 @@ class GriddedSourceConfig:
             grid_from_name(self.grid)
         except ValueError as err:
             raise ConfigError(f"{path}.grid: {err}") from None
-        _non_negative(self, path, "weight", "gamma", "noise_std")
-        _positive(self, path, "sigma_y")
+        _non_negative(self, path, "weight", "gamma", "noise_std", "background_check")
+        _positive(self, path, "sigma_y", "background_std")
 
 
 @dataclasses.dataclass
@@ -490,7 +514,16 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, path)
+        errors = []
+        for option in inner:  # the first type that accepts the value
+            try:
+                return _coerce(option, value, path)
+            except ConfigError as err:
+                errors.append(err)
+        if len(errors) == 1:
+            raise errors[0]
+        names = [getattr(typing.get_origin(o) or o, "__name__", str(o)) for o in inner]
+        raise ConfigError(f"{path}: expected {' or '.join(names)}, got {value!r}")
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
@@ -555,6 +588,21 @@ def _positive(obj: Any, path: str, *names: str) -> None:
     for name in names:
         if not getattr(obj, name) > 0:
             raise ConfigError(f"{path}.{name}: must be > 0, got {getattr(obj, name)!r}")
+
+
+def _per_variable(value: Any, path: str, *, strict: bool, default_key: bool) -> None:
+    """A number (> 0 if ``strict``, else >= 0) or ``{variable: number}``."""
+    from dafusion.variables import VARIABLES
+
+    items = value.items() if isinstance(value, dict) else [(None, value)]
+    for name, v in items:
+        key = path if name is None else f"{path}.{name}"
+        if name is not None and name not in VARIABLES and not (default_key and
+                                                               name == "default"):
+            raise ConfigError(f"{key}: unknown variable; known: {sorted(VARIABLES)}"
+                              + (" or 'default'" if default_key else ""))
+        if v is not None and not (v > 0 if strict else v >= 0):
+            raise ConfigError(f"{key}: must be {'> 0' if strict else '>= 0'}, got {v!r}")
 
 
 def _non_negative(obj: Any, path: str, *names: str) -> None:

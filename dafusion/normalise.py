@@ -56,6 +56,15 @@ class Normaliser:
         _, std = self._shaped(variance, axis)
         return variance / std**2
 
+    def normalise_at(self, values: np.ndarray, channel: np.ndarray) -> np.ndarray:
+        """Physical -> normalised for values whose channel index is ``channel``
+        (broadcastable to ``values``), e.g. one observation per row."""
+        return (values - self.mean[channel]) / self.std[channel]
+
+    def scale_at(self, values: np.ndarray, channel: np.ndarray) -> np.ndarray:
+        """A physical difference or error std in normalised units (divide by the std)."""
+        return values / self.std[channel]
+
     def _shaped(self, x: Any, axis: int) -> tuple[Any, Any]:
         ndim = x.ndim
         if x.shape[axis] != len(self.channels):

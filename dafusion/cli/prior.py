@@ -67,7 +67,7 @@ def prior_sample(config_path: str | None, overrides: tuple[str, ...], checkpoint
     from dafusion.io import state_dataset, write_netcdf
     from dafusion.prior import demo_prior_path
     from dafusion.prior.checkpoint import load_prior
-    from dafusion.prior.sampler import PosteriorSampler, member_generators
+    from dafusion.prior.sampler import unconditional_samples
 
     cfg = load_config(config_path, overrides)
     if members < 1:
@@ -76,12 +76,8 @@ def prior_sample(config_path: str | None, overrides: tuple[str, ...], checkpoint
         raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
     path = checkpoint or cfg.prior.checkpoint or demo_prior_path()
     denoiser, normaliser, meta = load_prior(path, device=device)
-    shape = (len(meta.channels),) + meta.grid.shape
-    with progress_bar(cfg.prior.sampler.steps, "sampling") as bar:
-        sampler = PosteriorSampler(cfg.prior.sampler, callback=lambda i, x: bar.update(1))
-        x = sampler(denoiser, shape, member_generators(seed, range(members), device),
-                    device=device)
-    values = normaliser.denormalise(x.detach().cpu().numpy().astype(np.float64))
+    values = unconditional_samples(denoiser, normaliser, (len(meta.channels),) + meta.grid.shape,
+                                   cfg.prior.sampler, members, seed, device, progress_bar)
     ds = state_dataset(values, meta.channels, meta.grid, attrs={
         "title": "dafusion unconditional prior samples", "checkpoint": Path(path).name,
         "seed": seed, "dafusion_config": dump_config(cfg)})
@@ -111,7 +107,7 @@ def prior_report(config_path: str | None, overrides: tuple[str, ...], checkpoint
     from dafusion.prior import demo_prior_path
     from dafusion.prior.checkpoint import load_prior
     from dafusion.prior.quality import compare, write_report
-    from dafusion.prior.sampler import PosteriorSampler, member_generators
+    from dafusion.prior.sampler import unconditional_samples
 
     cfg = load_config(config_path, overrides)
     path = checkpoint or cfg.prior.checkpoint or demo_prior_path()
@@ -126,11 +122,8 @@ def prior_report(config_path: str | None, overrides: tuple[str, ...], checkpoint
         stack = source.stack()
     idx = np.unique(np.linspace(0, stack.sizes["time"] - 1, data_times).astype(int))
     data = stack.isel(time=idx).values
-    shape = (len(meta.channels),) + meta.grid.shape
-    with progress_bar(cfg.prior.sampler.steps, "sampling") as bar:
-        sampler = PosteriorSampler(cfg.prior.sampler, callback=lambda i, x: bar.update(1))
-        x = sampler(denoiser, shape, member_generators(seed, range(members)))
-    samples = normaliser.denormalise(x.detach().numpy().astype(np.float64))
+    samples = unconditional_samples(denoiser, normaliser, (len(meta.channels),) + meta.grid.shape,
+                                    cfg.prior.sampler, members, seed, progress=progress_bar)
     report = compare(samples, data, meta.channels, meta.grid, lmax)
     times = stack["time"].values[idx]
     report.update(checkpoint=_display(path), n_samples=members, n_data=int(idx.size),

@@ -86,10 +86,9 @@ def compare(runs: list[Path], out: Path | None = None,
 def plot_rmse(metrics: list[list[dict[str, Any]]], labels: list[str], channels: list[str],
               path: Path) -> Path:
     """RMSE vs lead time, one panel per channel, one line per run (Figure 18's layout)."""
-    import matplotlib
+    from dafusion.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from dafusion.variables import parse_channel
 
@@ -111,7 +110,5 @@ def plot_rmse(metrics: list[list[dict[str, Any]]], labels: list[str], channels: 
     for ax in axes.flat[len(channels):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
     return path

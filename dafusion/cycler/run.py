@@ -35,7 +35,9 @@ from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, RunDir, RunError
 from dafusion.cycler.sources import cycle_terms
 from dafusion.io import state_dataset
 from dafusion.progress import null_progress
-from dafusion.prior.sampler import PosteriorSampler
+from dafusion.obs.base import joint_log_likelihood
+from dafusion.prior.guidance import GuidedDenoiser
+from dafusion.prior.sampler import EDMSampler
 
 __all__ = ["CycleState", "RunError", "resume_run", "run_cycles", "run_experiment",
            "start_run"]
@@ -57,12 +59,13 @@ def run_cycles(exp: Experiment, run_dir: str | Path, *,
     with (progress or null_progress)(len(exp.times) * steps, "cycles × sampler steps") as bar, \
             _logged_stop(run, state):
         bar.update(state.cycle * steps)
-        sampler = PosteriorSampler(exp.cfg.prior.sampler, callback=lambda i, x: bar.update(1))
+        sampler = EDMSampler(exp.cfg.prior.sampler, callback=lambda i, x: bar.update(1))
         for cycle in range(state.cycle, len(exp.times)):
             t, clock = exp.times[cycle], _Clock()
             truth = exp.truth.at(t).values.astype(np.float64)  # (C, H, W) physical
             pseudo, background = mode.pseudo_obs(cycle), mode.background(cycle)
-            terms = cycle_terms(exp, cycle, t, _normalised(exp, truth), pseudo)
+            terms = cycle_terms(exp, cycle, t, _normalised(exp, truth), pseudo,
+                                _normalised(exp, background))
             clock.lap("observations_s")
             ensemble = analyse(exp, sampler, terms, cycle)  # (M, C, H, W) physical
             clock.lap("analysis_s")
@@ -76,11 +79,15 @@ def run_cycles(exp: Experiment, run_dir: str | Path, *,
     return state
 
 
-def analyse(exp: Experiment, sampler: PosteriorSampler, terms: list, cycle: int) -> np.ndarray:
+def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int) -> np.ndarray:
     """The analysis ensemble ``(M, C, H, W)`` in physical units (Algorithm 1)."""
     shape = (len(exp.channels), *exp.grid.shape)
     gens = seeding.generators(exp.cfg.run.seed, cycle, exp.cfg.run.members, exp.device)
-    x = sampler(exp.denoiser, shape, gens, terms, device=exp.device).detach().cpu()
+    s = exp.cfg.prior.sampler
+    denoiser = (GuidedDenoiser(exp.denoiser, joint_log_likelihood(terms),
+                               scale=s.guidance_scale, clip=s.guidance_clip)
+                if terms else exp.denoiser)
+    x = sampler(denoiser, shape, gens, device=exp.device).detach().cpu()
     _check_divergence(x, cycle, exp)
     return exp.normaliser.denormalise(x.double().numpy())
 

@@ -19,29 +19,37 @@ from dafusion.cycler.modes import EmulatorState
 from dafusion.grids import grid_from_name
 from dafusion.obs.forecast import ForecastObs
 from dafusion.obs.gridded import Coarsening, GriddedObs
+from dafusion.obs.qc import background_check
 from dafusion.obs.stations import StationObs
+from dafusion.variables import VARIABLES
 
 
 def cycle_terms(exp, cycle: int, t: np.datetime64, truth_n: torch.Tensor,  # noqa: ANN001
-                pseudo: EmulatorState | None) -> list:
+                pseudo: EmulatorState | None, background_n: torch.Tensor | None) -> list:
     """The enabled sources' terms at analysis ``cycle`` (valid time ``t``).
 
     ``truth_n``: the normalised truth ``(C, H, W)`` (the gridded source observes it);
-    ``pseudo``: the mode's emulator state, or None.
+    ``pseudo``: the mode's emulator state, or None; ``background_n``: the normalised
+    background ``(C, H, W)`` of the background check, or None (no check).
     """
     src, terms = exp.cfg.run.sources, []
     if src.stations.enabled:
         st = src.stations
-        terms.append(StationObs.from_table(
+        term = StationObs.from_table(
             exp.table, channels=exp.channels, normaliser=exp.normaliser, grid=exp.grid, time=t,
-            window_hours=st.window_hours, method=st.method, sigma_y=st.sigma_y,
-            gamma=st.gamma, weight=st.weight, name="stations"))
+            window_hours=st.window_hours, method=st.method, weight=st.weight, name="stations",
+            sigma_y=({v: st.sigma_y_of(v) for v in VARIABLES}
+                     if isinstance(st.sigma_y, dict) else st.sigma_y),
+            gamma={v: st.gamma_of(v) for v in VARIABLES} if isinstance(st.gamma, dict)
+            else st.gamma)
+        terms.append(_checked(term, st, background_n))
     if src.gridded.enabled:
         g = src.gridded
-        terms.append(GriddedObs.from_truth(
+        term = GriddedObs.from_truth(
             truth_n, Coarsening(exp.grid, grid_from_name(g.grid), g.method),
             noise_std=g.noise_std, generator=seeding.gridded_generator(exp.cfg.run.seed, cycle),
-            sigma_y=g.sigma_y, gamma=g.gamma, weight=g.weight, name="gridded"))
+            sigma_y=g.sigma_y, gamma=g.gamma, weight=g.weight, name="gridded")
+        terms.append(_checked(term, g, background_n))
     if pseudo is not None:
         e, values = src.emulator, pseudo.values
         terms.append(ForecastObs.from_forecast(
@@ -50,3 +58,11 @@ def cycle_terms(exp, cycle: int, t: np.datetime64, truth_n: torch.Tensor,  # noq
             normaliser=exp.normaliser, grid=exp.grid, regrid=exp.cfg.emulator.regrid,
             sigma_y=e.sigma_y, gamma=e.gamma, weight=e.weight, name="emulator"))
     return terms
+
+
+def _checked(term, settings, background_n: torch.Tensor | None):  # noqa: ANN001, ANN202
+    """The term after its background check, when configured and a background exists."""
+    if settings.background_check <= 0 or background_n is None:
+        return term
+    return background_check(term, background_n, settings.background_std,
+                            settings.background_check)

@@ -119,10 +119,9 @@ def free_run(model: ForecastModel, source: GriddedSource, init: np.datetime64, d
 
 def write_report(result: dict[str, Any], out: Path) -> list[Path]:
     """skill.json, skill.md (tables) and skill.png (RMSE vs lead per channel)."""
-    import matplotlib
+    from dafusion.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out.mkdir(parents=True, exist_ok=True)
     sk, fr = result["skill"], result["free_run"]
@@ -167,7 +166,5 @@ def write_report(result: dict[str, Any], out: Path) -> list[Path]:
     for ax in axes.flat[len(chans):]:
         ax.axis("off")
     axes.flat[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "skill.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out / "skill.png", dpi=90)
     return [out / "skill.json", out / "skill.md", out / "skill.png"]

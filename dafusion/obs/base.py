@@ -1,31 +1,95 @@
-"""The interface of an observation source.
+"""The likelihood-term contract: what an observation source is (paper eqs. 13-14).
 
-An observation source *is* a likelihood term of the posterior sampler
-(``dafusion.prior.base.LikelihoodTerm``: ``name``, ``y``, ``sigma_y``,
-``gamma``, ``weight``, ``operator``), all in normalised units, converted once
-by the normaliser, plus what the diagnostics need. The guidance is the sum
-over enabled sources, so a new observation type is one new file in ``obs/``
-with a class that has these attributes (no base class to inherit).
+An observation source *is* a likelihood term, in normalised units (the
+normaliser converted its observations and error variances once):
 
-Units of Σ_y and Γ̂: normalised, as in the paper. Station sources derive Σ_y
-from each observation's physical error std, (error_std / std_channel)², unless
-a normalised value is configured; gridded sources take a configured value.
+* ``name``; ``y``: observations, ``obs_shape`` or ``(B, *obs_shape)`` per member;
+* ``sigma_y``: Σ_y, the observation error variance, broadcastable to ``y``;
+* ``gamma``: Γ̂ of eq. 13, broadcastable to ``y``: a constant as in the paper, or a
+  function of σ ``(B,) -> broadcastable``;
+* ``weight``: λ_k, the term's weight in the sum of eq. 14;
+* ``operator(x)``: the differentiable M_k, ``(B, C, H, W) -> (B, *obs_shape)``;
+* ``diagnostics()``: ``{"source", "used", "rejected": {reason: count}, ...}``.
 
-Sources so far: ``stations.StationObs`` (radiosondes, IGRA2, synthetic),
+A source checks itself once, at construction, with :func:`validate_term`; its
+settings come from the configuration only (``run.sources``). The guidance is
+:func:`joint_log_likelihood` of the enabled sources, handed to
+``dafusion.prior.guidance.GuidedDenoiser``. A new observation type is one new
+file in ``obs/`` with a class that has these attributes (no base class).
+
+Sources: ``stations.StationObs`` (radiosondes, IGRA2, synthetic),
 ``gridded.GriddedObs`` (coarse fields, the paper's LR), ``forecast.ForecastObs``
-(the emulator forecast as a pseudo-observation, the paper's LUCIE term).
+(the emulator forecast as a pseudo-observation); ``qc.background_check`` keeps
+any of them minus the observations that fail the check.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol, Sequence, Union
 
-from dafusion.prior.base import LikelihoodTerm
+import torch
+
+Gamma = Union[float, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
 
-class ObservationSource(LikelihoodTerm, Protocol):
-    """A likelihood term that can also describe itself for the diagnostics."""
+class LikelihoodTerm(Protocol):
+    """One observation source of the guidance; see the module docstring."""
 
-    def diagnostics(self) -> dict[str, object]:
-        """``{"source": name, "used": n, "rejected": {reason: count}, ...}``."""
-        ...
+    name: str
+    y: torch.Tensor
+    sigma_y: float | torch.Tensor
+    gamma: Gamma
+    weight: float
+
+    def operator(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def diagnostics(self) -> dict[str, object]: ...
+
+
+def sda_log_likelihood(term: LikelihoodTerm, x0: torch.Tensor,
+                       sigma: torch.Tensor) -> torch.Tensor:
+    """log N(y | M(x̂_0), Σ_y + σ² Γ̂) up to a constant, per member: ``(B,)``.
+
+    Eq. (13): −½ Σ (y − M(D_θ(x; σ)))² / (Σ_y + σ² Γ̂), every value independent
+    (diagonal Σ_y and Γ̂). The paper writes the score "∝" this quantity; we keep
+    the Gaussian ½, so that with λ_g = 1 and an exact Γ̂ the guidance is exact.
+    """
+    pred = term.operator(x0)
+    s2 = (sigma**2).reshape((-1,) + (1,) * (pred.dim() - 1))
+    gamma = term.gamma(sigma) if callable(term.gamma) else term.gamma
+    variance = term.sigma_y + s2 * gamma
+    misfit = (term.y - pred) ** 2 / variance
+    return -0.5 * misfit.reshape(misfit.shape[0], -1).sum(dim=1)
+
+
+def joint_log_likelihood(terms: Sequence[LikelihoodTerm]
+                         ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(x̂_0, σ) -> Σ_k λ_k log p_k`` per member (eq. 14); names a non-finite term."""
+    terms = list(terms)
+
+    def log_likelihood(x0: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(x0.shape[0], dtype=x0.dtype, device=x0.device)
+        for term in terms:
+            log_p = sda_log_likelihood(term, x0, sigma)
+            if not bool(torch.isfinite(log_p).all()):
+                raise FloatingPointError(f"non-finite likelihood term '{term.name}' at "
+                                         f"sigma={float(sigma.max()):.4g}")
+            total = total + term.weight * log_p
+        return total
+
+    return log_likelihood
+
+
+def validate_term(term: LikelihoodTerm) -> None:
+    """Raise ValueError naming the term if Σ_y <= 0, Γ̂ < 0, λ < 0 or y is not finite."""
+    sigma_y = torch.as_tensor(term.sigma_y)
+    if not bool((sigma_y > 0).all()):
+        raise ValueError(f"likelihood term '{term.name}': Σ_y must be > 0 "
+                         f"(min {sigma_y.min().item():g})")
+    if not callable(term.gamma) and not bool((torch.as_tensor(term.gamma) >= 0).all()):
+        raise ValueError(f"likelihood term '{term.name}': Γ must be >= 0")
+    if not term.weight >= 0:
+        raise ValueError(f"likelihood term '{term.name}': weight λ must be >= 0, "
+                         f"got {term.weight}")
+    if not bool(torch.isfinite(term.y).all()):
+        raise ValueError(f"likelihood term '{term.name}': observations contain NaN/inf")

@@ -21,6 +21,7 @@ from torch import nn
 
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
+from dafusion.obs.base import validate_term
 from dafusion.regrid import METHODS, make_regridder
 
 
@@ -39,6 +40,9 @@ class ForecastObs:
     rejected: dict[str, int]
     pseudo_observation: ClassVar[bool] = True  # y is the background: no O−B
 
+    def __post_init__(self) -> None:
+        validate_term(self)
+
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, n)``: the shared channels on the forecast grid."""
         out = self.regridder(x[:, self.channel_index])
@@ -47,16 +51,12 @@ class ForecastObs:
     @classmethod
     def from_forecast(cls, forecast: np.ndarray, *, forecast_grid: AnyGrid,
                       forecast_channels: list[str], channels: list[str],
-                      normaliser: Normaliser, grid: AnyGrid, regrid: str = "spectral",
-                      sigma_y: float = 0.1, gamma: float = 5e-3, weight: float = 1.0,
-                      name: str = "emulator") -> "ForecastObs":
+                      normaliser: Normaliser, grid: AnyGrid, regrid: str, sigma_y: float,
+                      gamma: float, weight: float, name: str = "emulator") -> "ForecastObs":
         """``forecast``: ``(C_f, h, w)`` or ``(B, C_f, h, w)`` (one per member), physical."""
         if regrid not in METHODS:
             raise ValueError(f"observation source '{name}': regrid {regrid!r} is not available; "
                              f"use one of {METHODS}")
-        if not sigma_y > 0 or gamma < 0 or weight < 0:
-            raise ValueError(f"observation source '{name}': need sigma_y > 0, gamma >= 0, "
-                             f"weight >= 0 (got {sigma_y}, {gamma}, {weight})")
         normaliser.check_channels(channels, f"observation source '{name}'")
         forecast = np.asarray(forecast, dtype=np.float64)
         per_member = forecast.ndim == 4
@@ -76,8 +76,7 @@ class ForecastObs:
                     if c not in channels}
         idx = [channels.index(c) for c in shared]
         picked = fc[:, [forecast_channels.index(c) for c in shared]]
-        normalised = (picked - normaliser.mean[idx][None, :, None, None]) \
-            / normaliser.std[idx][None, :, None, None]
+        normalised = normaliser.normalise_at(picked, np.array(idx)[None, :, None, None])
         y = torch.as_tensor(normalised.reshape(fc.shape[0], -1), dtype=torch.float32)
         return cls(name, y if per_member else y[0], sigma_y, gamma, weight,
                    make_regridder(grid, forecast_grid, regrid), idx, shared, rejected)

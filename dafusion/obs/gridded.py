@@ -21,6 +21,7 @@ import torch
 
 from dafusion.grids import EquiangularGrid
 from dafusion.interp import PointInterpolation
+from dafusion.obs.base import validate_term
 
 
 @dataclasses.dataclass
@@ -61,7 +62,7 @@ class Coarsening:
 
 @dataclasses.dataclass
 class GriddedObs:
-    """A likelihood term (``prior.base.LikelihoodTerm``) over a coarse field."""
+    """A likelihood term (``obs.base.LikelihoodTerm``) over a coarse field."""
 
     name: str
     y: torch.Tensor  # (C, h, w) normalised
@@ -71,9 +72,7 @@ class GriddedObs:
     coarsening: Coarsening
 
     def __post_init__(self) -> None:
-        if not self.sigma_y > 0 or self.gamma < 0 or self.weight < 0:
-            raise ValueError(f"observation source '{self.name}': need sigma_y > 0, gamma >= 0, "
-                             f"weight >= 0 (got {self.sigma_y}, {self.gamma}, {self.weight})")
+        validate_term(self)
         if tuple(self.y.shape[-2:]) != self.coarsening.coarse.shape:
             raise ValueError(f"observation source '{self.name}': y has shape "
                              f"{tuple(self.y.shape)}, coarse grid is {self.coarsening.coarse.name}")
@@ -83,11 +82,11 @@ class GriddedObs:
 
     @classmethod
     def from_truth(cls, truth: torch.Tensor, coarsening: Coarsening, *, noise_std: float,
-                   generator: torch.Generator, sigma_y: float = 0.1, gamma: float = 5e-3,
-                   weight: float = 1.0, name: str = "coarse") -> "GriddedObs":
+                   generator: torch.Generator, sigma_y: float, gamma: float,
+                   weight: float, name: str = "gridded") -> "GriddedObs":
         """``truth (C, H, W)`` normalised -> coarsened + N(0, noise_std²) (normalised units).
 
-        Defaults Σ_y = 0.1, Γ̂ = 5e-3: the paper's values for its LR data (section 3.4).
+        The paper's values for its LR data (section 3.4): Σ_y = 0.1, Γ̂ = 5e-3.
         """
         coarse = coarsening(truth[None])[0]
         noise = torch.randn(coarse.shape, generator=generator, dtype=coarse.dtype) * noise_std

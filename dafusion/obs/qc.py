@@ -1,48 +1,78 @@
-"""Quality control: the background check, as DART and JEDI do it.
+"""Quality control: the background check, as DART and JEDI do it, for any source.
 
-An observation is rejected when |O − B| > k · sqrt(σ_b² + σ_o²), with B the
-background (prior or forecast ensemble mean) seen through the source's own
-operator, σ_b the background spread at the observation (the ensemble std seen
-through the same operator, or a configured value where there is no ensemble)
-and σ_o² the source's Σ_y. Everything is in normalised units.
+An observation is rejected when |O − B| > k · sqrt(σ_b² + Σ_y), with B the
+background seen through the source's own operator, σ_b the background's error
+std at the observation (an ensemble std seen through the same operator, or one
+configured value) and Σ_y the source's error variance; normalised units. Wired
+per source by ``run.sources.<source>.background_check`` (k; 0 = off) and
+``background_std`` (σ_b); rejections are counted in ``obs_diagnostics.csv``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import torch
 
-from dafusion.obs.stations import StationObs
+from dafusion.obs.base import LikelihoodTerm, validate_term
 
 
-def background_check(term: StationObs, background: torch.Tensor,
-                     spread: torch.Tensor | float, k: float = 4.0) -> StationObs:
-    """A copy of ``term`` without the observations that fail the check.
+@dataclasses.dataclass
+class CheckedObs:
+    """A likelihood term restricted to the observations that passed, ``y`` flattened.
+
+    For sources whose observations are shared by every member (stations, gridded).
+    """
+
+    source: LikelihoodTerm
+    keep: torch.Tensor  # (n,) bool over the source's flattened observations
+    rejected: dict[str, int]
+
+    def __post_init__(self) -> None:
+        if callable(self.source.gamma):
+            raise ValueError(f"background check of '{self.source.name}': a Γ̂(σ) function "
+                             "is not supported")
+        self.name, self.weight = self.source.name, self.source.weight
+        self.y = self.source.y.reshape(-1)[self.keep]
+        self.sigma_y, self.gamma = self._select(self.source.sigma_y), self._select(
+            self.source.gamma)
+        validate_term(self)
+
+    def _select(self, value: float | torch.Tensor) -> float | torch.Tensor:
+        if not isinstance(value, torch.Tensor) or value.dim() == 0:
+            return value
+        return torch.broadcast_to(value, self.source.y.shape).reshape(-1)[self.keep]
+
+    def operator(self, x: torch.Tensor) -> torch.Tensor:
+        return self.source.operator(x).reshape(x.shape[0], -1)[:, self.keep]
+
+    def diagnostics(self) -> dict[str, object]:
+        return {**self.source.diagnostics(), "used": int(self.keep.sum()),
+                "rejected": dict(self.rejected)}
+
+
+def background_check(term: LikelihoodTerm, background: torch.Tensor,
+                     spread: torch.Tensor | float, k: float) -> CheckedObs:
+    """``term`` without the observations that fail the check (see the module docstring).
 
     ``background``: ``(C, H, W)`` normalised mean state; ``spread``: ``(C, H, W)``
-    normalised ensemble std, or one value for every observation. Rejections are
-    added to ``term.rejected`` under "background check".
+    normalised ensemble std, or one value for every observation.
     """
     if not k > 0:
         raise ValueError(f"background check: k must be > 0, got {k}")
+    y = term.y.reshape(-1)
     with torch.no_grad():
-        b = term.operator(background[None].to(term.y.dtype))[0]
+        b = term.operator(background[None].to(y.dtype)).reshape(-1)
         if isinstance(spread, torch.Tensor):
-            sigma_b = term.operator(spread[None].to(term.y.dtype))[0].abs()
+            sigma_b = term.operator(spread[None].to(y.dtype)).reshape(-1).abs()
         else:
             sigma_b = torch.full_like(b, float(spread))
-    limit = k * torch.sqrt(sigma_b**2 + torch.as_tensor(term.sigma_y, dtype=b.dtype))
-    keep = ((term.y - b).abs() <= limit).numpy()
-    rejected = dict(term.rejected)
+    if b.numel() != y.numel():
+        raise ValueError(f"background check of '{term.name}': observations per member are "
+                         "not supported")
+    sigma_y = torch.broadcast_to(torch.as_tensor(term.sigma_y, dtype=y.dtype), term.y.shape)
+    keep = (y - b).abs() <= k * torch.sqrt(sigma_b**2 + sigma_y.reshape(-1))
+    rejected = dict(term.diagnostics()["rejected"])
     if (~keep).any():
         rejected["background check"] = rejected.get("background check", 0) + int((~keep).sum())
-    interp = term.interpolation
-    mask = torch.as_tensor(keep)
-    kept = dataclasses.replace(
-        interp, channel=interp.channel[mask], rows=interp.rows[mask], cols=interp.cols[mask],
-        weights=interp.weights[mask])
-    sigma_y = term.sigma_y[mask] if isinstance(term.sigma_y, torch.Tensor) else term.sigma_y
-    return dataclasses.replace(term, y=term.y[mask], sigma_y=sigma_y, interpolation=kept,
-                               rows=term.rows.subset(np.asarray(keep)), rejected=rejected)
+    return CheckedObs(term, keep, rejected)

@@ -7,11 +7,12 @@ the paper) or bilinear interpolation of that channel at the station (see
 once, by the normaliser. Rows that cannot be used are counted by reason, never
 dropped silently.
 
-Σ_y: by default each row's own ``error_std`` expressed in normalised units,
-``(error_std / std_channel)²``; a configured ``sigma_y`` (normalised variance,
-the paper's convention: 5e-4 for IGRA) replaces it, for every row or, given as
-``{variable: value}``, per variable (variables not named keep the default).
-Γ̂ likewise: one value (paper: 1e-5 for IGRA) or ``{variable: value}``.
+Σ_y: each row's own ``error_std`` expressed in normalised units,
+``(error_std / std_channel)²``, where ``sigma_y`` is None; a value (normalised
+variance, the paper's convention: 5e-4 for IGRA) replaces it for every row or,
+given as ``{variable: value or None}``, per variable. Γ̂: one value (paper: 1e-5
+for IGRA) or ``{variable: value}`` naming every variable observed. The values come
+from ``run.sources.stations`` (the configuration holds the defaults).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import torch
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
 from dafusion.interp import PointInterpolation
+from dafusion.obs.base import validate_term
 from dafusion.obs.table import ObservationTable
 from dafusion.variables import parse_channels
 
 
 @dataclasses.dataclass
 class StationObs:
-    """A likelihood term (``prior.base.LikelihoodTerm``) over station observations."""
+    """A likelihood term (``obs.base.LikelihoodTerm``) over station observations."""
 
     name: str
     y: torch.Tensor  # (n,) normalised
@@ -42,6 +44,9 @@ class StationObs:
     rows: ObservationTable  # the rows used, physical units
     rejected: dict[str, int]
 
+    def __post_init__(self) -> None:
+        validate_term(self)
+
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` normalised state -> ``(B, n)`` normalised station values."""
         return self.interpolation.apply(x)
@@ -49,17 +54,11 @@ class StationObs:
     @classmethod
     def from_table(cls, table: ObservationTable, *, channels: list[str],
                    normaliser: Normaliser, grid: AnyGrid, time: np.datetime64,
-                   window_hours: float = 3.0, method: str = "bicubic",
-                   sigma_y: float | dict[str, float] | None = None,
-                   gamma: float | dict[str, float] = 1e-5, weight: float = 1.0,
+                   window_hours: float, method: str,
+                   sigma_y: float | dict[str, float | None] | None,
+                   gamma: float | dict[str, float], weight: float,
                    name: str = "stations") -> "StationObs":
         """Rows within ±``window_hours`` of ``time``; see the module docstring."""
-        sig = sigma_y.values() if isinstance(sigma_y, dict) else [sigma_y]
-        gam = gamma.values() if isinstance(gamma, dict) else [gamma]
-        if (any(s is not None and not s > 0 for s in sig) or any(not g >= 0 for g in gam)
-                or not weight >= 0):
-            raise ValueError(f"observation source '{name}': need sigma_y > 0, gamma >= 0, "
-                             f"weight >= 0 (got {sigma_y}, {gamma}, {weight})")
         normaliser.check_channels(channels, f"observation source '{name}'")
         rows = table.window(np.datetime64(time, "ns"),
                             np.timedelta64(int(window_hours * 3600), "s"))
@@ -76,11 +75,12 @@ class StationObs:
         if len(rows) == 0:
             raise ValueError(f"observation source '{name}': no usable observations within "
                              f"{window_hours} h of {time} (rejected: {rejected or 'none'})")
-        mean, std = normaliser.mean[channel], normaliser.std[channel]
-        y = (rows.value - mean) / std
-        var = _per_row(sigma_y, rows.variable, (rows.error_std / std) ** 2)
+        y = normaliser.normalise_at(rows.value, channel)
+        var = _per_row(sigma_y, rows.variable, normaliser.scale_at(rows.error_std, channel) ** 2,
+                       f"observation source '{name}': sigma_y")
         gam = gamma if not isinstance(gamma, dict) else torch.as_tensor(
-            _per_row(gamma, rows.variable, np.full(len(rows), 1e-5)), dtype=torch.float32)
+            _per_row(gamma, rows.variable, None, f"observation source '{name}': gamma"),
+            dtype=torch.float32)
         interp = PointInterpolation.build(grid, rows.lat, rows.lon, channel, method)
         return cls(name, torch.as_tensor(y, dtype=torch.float32),
                    torch.as_tensor(var, dtype=torch.float32), gam, weight, interp, rows,
@@ -92,11 +92,17 @@ class StationObs:
                 "stations": int(np.unique(self.rows.station_id).size)}
 
 
-def _per_row(setting: float | dict[str, float] | None, variables: np.ndarray,
-             default: np.ndarray) -> np.ndarray:
-    """One value per row: the setting, the setting of the row's variable, or the default."""
+def _per_row(setting: float | dict[str, float | None] | None, variables: np.ndarray,
+             default: np.ndarray | None, where: str) -> np.ndarray:
+    """One value per row: the setting, the setting of the row's variable, or the default
+    (where the setting is None)."""
     if setting is None:
         return default
     if not isinstance(setting, dict):
         return np.full(len(variables), float(setting))
-    return np.array([setting.get(v, d) for v, d in zip(variables, default)], dtype=float)
+    missing = sorted(set(variables) - set(setting))
+    if missing:
+        raise ValueError(f"{where} has no value for {missing}")
+    out = [setting[v] if setting[v] is not None else (np.nan if default is None else d)
+           for v, d in zip(variables, default if default is not None else variables)]
+    return np.array(out, dtype=float)

@@ -52,10 +52,9 @@ def compare(samples: np.ndarray, data: np.ndarray, channels: list[str], grid: An
 
 def write_report(report: dict[str, Any], units: list[str], out: str | Path) -> list[Path]:
     """``quality.json``, ``quality.md`` (table) and ``spectra.png`` in directory ``out``."""
-    import matplotlib
+    from dafusion.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -89,7 +88,5 @@ def write_report(report: dict[str, Any], units: list[str], out: str | Path) -> l
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     axes.flat[0].legend()
-    fig.tight_layout()
-    fig.savefig(out / "spectra.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, out / "spectra.png", dpi=90)
     return [out / "quality.json", out / "quality.md", out / "spectra.png"]

@@ -1,10 +1,9 @@
-"""Algorithm 1 of the paper: stochastic posterior sampler for data fusion.
+"""EDM's stochastic Heun sampler (Karras et al. 2022, Algorithm 2) — Algorithm 1 of the
+paper when its denoiser is ``guidance.GuidedDenoiser``.
 
-EDM's stochastic Heun sampler (Karras et al. 2022, Algorithm 2) whose drift is
-the posterior drift ``d_pos = (x − D_θ(x; t)) / t − λ_g · t · s_l`` with the
-likelihood score ``s_l = ∇_x Σ_k λ_k log p_k(y_k | x)`` of eqs. 13-14, taken
-through D_θ by autograd. With no terms it is the unconditional sampler, on the
-same code path.
+The line numbers in the comments are Algorithm 1's. With the plain denoiser it is
+the unconditional sampler; with the guided one the drift ``(x − D̃(x; t)) / t`` is
+the paper's posterior drift ``(x − D(x; t)) / t − λ_g t s`` (eqs. 13-14).
 
 The ensemble is one batch; member m draws all its noise from its own
 generator seeded with ``(seed, m)``, so its result does not depend on the batch
@@ -14,13 +13,14 @@ size or on the other members (the network has no batch coupling).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from dafusion.config import SamplerConfig
-from dafusion.prior.base import Denoiser, LikelihoodTerm, check_term, sda_log_likelihood
+from dafusion.normalise import Normaliser
+from dafusion.prior.base import Denoiser
 
 
 class SamplingError(FloatingPointError):
@@ -54,8 +54,12 @@ def _randn(shape: tuple[int, ...], gens: list[torch.Generator], dtype: torch.dty
                         for g in gens])
 
 
-class PosteriorSampler:
-    """Algorithm 1. ``sampler(denoiser, shape, generators, terms)`` -> ``(B, C, H, W)``."""
+class EDMSampler:
+    """EDM's stochastic sampler: ``sampler(denoiser, shape, generators)`` -> ``(B, C, H, W)``.
+
+    Guidance enters through the denoiser (``guidance.GuidedDenoiser``), which is
+    Algorithm 1 of the paper exactly; the sampler has no guidance options.
+    """
 
     def __init__(self, cfg: SamplerConfig,
                  callback: Callable[[int, torch.Tensor], None] | None = None):
@@ -64,15 +68,12 @@ class PosteriorSampler:
         self.callback = callback
 
     def __call__(self, denoiser: Denoiser, shape: tuple[int, int, int],
-                 generators: list[torch.Generator], terms: Sequence[LikelihoodTerm] = (),
-                 dtype: torch.dtype = torch.float32,
+                 generators: list[torch.Generator], dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> torch.Tensor:
         cfg, t = self.cfg, self.t
         device = torch.device(device)
         if len(generators) < 1:
             raise ValueError("sampler: no members (one generator per member)")
-        for term in terms:
-            check_term(term)
         x = _randn(shape, generators, dtype, device) * t[0].item()           # line 3
         for i in range(cfg.steps):                                          # line 4
             t_cur, t_next = t[i].item(), t[i + 1].item()
@@ -82,53 +83,29 @@ class PosteriorSampler:
             if gamma > 0:                                                   # lines 7-8
                 eps = _randn(shape, generators, dtype, device) * cfg.S_noise
                 x = x + math.sqrt(t_hat**2 - t_cur**2) * eps
-            d_pred, s_pred = self._drift(denoiser, x, t_hat, terms, None, i, "predictor")
-            x_next = x + (t_next - t_hat) * d_pred                          # lines 9-12
+            d_cur = self._drift(denoiser, x, t_hat, i, "predictor")
+            x_next = x + (t_next - t_hat) * d_cur                           # lines 9-12
             if t_next > 0:                                                  # lines 13-17
-                reuse = None if cfg.reevaluate_guidance else s_pred
-                d_corr, _ = self._drift(denoiser, x_next, t_next, terms, reuse, i, "corrector")
-                x_next = x + (t_next - t_hat) * 0.5 * (d_pred + d_corr)
+                d_next = self._drift(denoiser, x_next, t_next, i, "corrector")
+                x_next = x + (t_next - t_hat) * 0.5 * (d_cur + d_next)
             x = x_next                                                      # line 19
             _check(x, f"state after step {i}")
             if self.callback is not None:
                 self.callback(i, x)
         return x
 
-    def _drift(self, denoiser: Denoiser, x: torch.Tensor, t: float,
-               terms: Sequence[LikelihoodTerm], s_given: torch.Tensor | None, step: int,
-               stage: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """d_pos = (x − D(x; t)) / t − λ_g t s_l, and s_l (lines 9-11 / 14-16)."""
+    @staticmethod
+    def _drift(denoiser: Denoiser, x: torch.Tensor, t: float, step: int,
+               stage: str) -> torch.Tensor:
+        """d = (x − D(x; t)) / t (lines 9-11 / 14-16; D may be guided)."""
         sigma = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
-        guided = bool(terms) and s_given is None
-        with torch.enable_grad() if guided else torch.no_grad():
-            x_in = x.detach().requires_grad_(guided)
-            denoised = denoiser(x_in, sigma)
-            _check(denoised, f"denoiser output at step {step} ({stage}, sigma={t:.4g})")
-            score = s_given
-            if guided:
-                log_p = sum(term.weight * _checked_term(term, denoised, sigma, step, stage)
-                            for term in terms)
-                (score,) = torch.autograd.grad(log_p.sum(), x_in)
-                _check(score, f"likelihood gradient at step {step} ({stage})")
-        drift = (x - denoised.detach()) / t
-        if score is None:
-            return drift, None
-        guidance = self.cfg.guidance_scale * t * score
-        return drift - self._clip(guidance), score
-
-    def _clip(self, guidance: torch.Tensor) -> torch.Tensor:
-        """Limit each member's RMS guidance drift to ``guidance_clip`` (0 = off)."""
-        if self.cfg.guidance_clip <= 0:
-            return guidance
-        rms = guidance.pow(2).mean(dim=tuple(range(1, guidance.dim())), keepdim=True).sqrt()
-        return guidance * (self.cfg.guidance_clip / rms.clamp_min(self.cfg.guidance_clip))
-
-
-def _checked_term(term: LikelihoodTerm, denoised: torch.Tensor, sigma: torch.Tensor,
-                  step: int, stage: str) -> torch.Tensor:
-    log_p = sda_log_likelihood(term, denoised, sigma)
-    _check(log_p, f"likelihood term '{term.name}' at step {step} ({stage})")
-    return log_p
+        with torch.no_grad():
+            try:
+                denoised = denoiser(x, sigma)
+            except FloatingPointError as err:
+                raise SamplingError(f"{err} (step {step}, {stage})") from None
+        _check(denoised, f"denoiser output at step {step} ({stage}, sigma={t:.4g})")
+        return (x - denoised) / t
 
 
 def _check(value: torch.Tensor, where: str) -> None:
@@ -136,3 +113,17 @@ def _check(value: torch.Tensor, where: str) -> None:
         bad = (~torch.isfinite(value)).reshape(value.shape[0], -1).any(dim=1)
         members = torch.nonzero(bad).flatten().tolist()
         raise SamplingError(f"non-finite {where}, members {members}")
+
+
+def unconditional_samples(denoiser: Denoiser, normaliser: Normaliser, shape: tuple[int, int, int],
+                          cfg: SamplerConfig, members: int, seed: int = 0,
+                          device: torch.device | str = "cpu",
+                          progress: Callable[..., Any] | None = None) -> np.ndarray:
+    """``members`` unconditional samples ``(M, C, H, W)`` in physical units (float64)."""
+    from dafusion.progress import null_progress
+
+    with (progress or null_progress)(cfg.steps, "sampling") as bar:
+        sampler = EDMSampler(cfg, callback=lambda i, x: bar.update(1))
+        x = sampler(denoiser, shape, member_generators(seed, range(members), device),
+                    device=device)
+    return normaliser.denormalise(x.detach().cpu().numpy().astype(np.float64))
