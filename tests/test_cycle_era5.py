@@ -17,7 +17,7 @@ from dafusion.grids import EquiangularGrid
 from dafusion.normalise import Normaliser
 from dafusion.obs.synth import land_network, synthesise
 from dafusion.obs.table import write_table
-from dafusion.prior.checkpoint import PriorMeta, build_denoiser, save_checkpoint
+from dafusion.prior.checkpoint import PriorMeta, build_denoiser, save_prior
 from test_emulator_lucie import lucie_files  # noqa: F401 - fixture
 
 GRID = EquiangularGrid(128, 256)
@@ -67,7 +67,7 @@ def test_one_cycle_of_the_paper_setup(tmp_path, lucie_files):  # noqa: F811
                            attention_resolutions=[], dropout=0.0)
     meta = PriorMeta(GRID, channels, narrow, EDMConfig())
     torch.manual_seed(0)
-    save_checkpoint(tmp_path / "prior", meta, build_denoiser(meta), normaliser, {})
+    save_prior(tmp_path / "prior", meta, build_denoiser(meta), normaliser, {})
     lucie_cfg = load_config("configs/era5_lucie.yaml",
                             [f"emulator.orography={lucie_files / 'oro.nc'}"])
     import_lucie(lucie_files / "lucie.pth", lucie_files / "stats.npz", lucie_cfg.emulator,

@@ -15,9 +15,19 @@ from dafusion.obs.gridded import Coarsening, GriddedObs
 from dafusion.interp import PointInterpolation, fractional_indices
 from dafusion.obs.stations import StationObs
 from dafusion.obs.table import ObservationTable
-from dafusion.prior.sampler import PosteriorSampler, member_generators
+from dafusion.prior.sampler import member_generators
+from fakes import sample
 
 GRID = EquiangularGrid(32, 64)
+# the defaults of run.sources.stations (the handlers have none of their own)
+ST = {"window_hours": 3.0, "method": "bicubic", "sigma_y": None, "gamma": 0.1, "weight": 1.0}
+
+
+def stations(table, time, channels=("t850", "z500", "sp"), norm=None, **settings):
+    norm = norm or Normaliser(("t850", "z500", "sp"), np.array([270.0, 54000.0, 1e5]),
+                              np.array([10.0, 2000.0, 500.0]))
+    return StationObs.from_table(table, channels=list(channels), normaliser=norm, grid=GRID,
+                                 time=np.datetime64(time), **{**ST, **settings})
 
 
 def _field(fn, grid=GRID):
@@ -123,8 +133,7 @@ def _table():
 def test_station_term_maps_channels_converts_units_once_and_counts_rejections():
     norm = Normaliser(("t850", "z500", "sp"), np.array([270.0, 54000.0, 1e5]),
                       np.array([10.0, 2000.0, 500.0]))
-    term = StationObs.from_table(_table(), channels=["t850", "z500", "sp"], normaliser=norm,
-                                 grid=GRID, time=np.datetime64("2020-01-01T01"))
+    term = stations(_table(), "2020-01-01T01", norm=norm)
     assert term.rejected == {"channel not in state": 1, "flagged by QC": 1}
     assert term.diagnostics()["used"] == 3
     torch.testing.assert_close(term.y, torch.tensor([1.0, 0.5, 1.0]))
@@ -134,19 +143,18 @@ def test_station_term_maps_channels_converts_units_once_and_counts_rejections():
     x = torch.zeros(1, 3, 32, 64)
     x[0, 1] = 2.0
     torch.testing.assert_close(term.operator(x), torch.tensor([[0.0, 2.0, 0.0]]))
-    paper = StationObs.from_table(_table(), channels=["t850", "z500", "sp"], normaliser=norm,
-                                  grid=GRID, time=np.datetime64("2020-01-01"), sigma_y=5e-4)
+    paper = stations(_table(), "2020-01-01", sigma_y=5e-4)
     assert torch.all(paper.sigma_y == 5e-4)
 
 
 def test_station_term_errors_are_clear():
     norm = Normaliser(("t850",), np.array([270.0]), np.array([10.0]))
     with pytest.raises(ValueError, match="no usable observations within 3.0 h"):
-        StationObs.from_table(_table(), channels=["t850"], normaliser=norm, grid=GRID,
-                              time=np.datetime64("2020-01-05"))
-    with pytest.raises(ValueError, match="need sigma_y > 0"):
-        StationObs.from_table(_table(), channels=["t850"], normaliser=norm, grid=GRID,
-                              time=np.datetime64("2020-01-01"), sigma_y=0.0)
+        stations(_table(), "2020-01-05", ["t850"], norm)
+    with pytest.raises(ValueError, match="likelihood term 'stations': Σ_y must be > 0"):
+        stations(_table(), "2020-01-01", ["t850"], norm, sigma_y=0.0)
+    with pytest.raises(ValueError, match=r"gamma has no value for \['geopotential'"):
+        stations(_table(), "2020-01-01", gamma={"temperature": 0.1})
 
 
 # ----------------------------------------------------------------- guidance
@@ -195,8 +203,8 @@ def _one_station(gamma: float, clip: float = 0.0, members: int = 200) -> tuple:
             return interp.apply(x)
 
     cfg = SamplerConfig(steps=30, sigma_max=30.0, guidance_clip=clip)
-    x = PosteriorSampler(cfg)(prior, (1, 8, 16), member_generators(0, range(members)),
-                              [One(gamma=gamma)], dtype=torch.float64)
+    x = sample(cfg, prior, (1, 8, 16), member_generators(0, range(members)),
+               [One(gamma=gamma)], dtype=torch.float64)
     k = 5 * 16 + 4  # exact posterior mean: Σ aᵀ (a Σ aᵀ + Σ_y)⁻¹ y, a = unit vector at k
     exact = (prior.cov[:, k] * 2.0 / (prior.cov[k, k] + 0.01)).reshape(8, 16)
     return x.mean(0)[0], exact
@@ -229,16 +237,16 @@ def test_zero_weight_removes_a_source_exactly():
     coarse = GriddedObs.from_truth(torch.randn(1, 8, 16, dtype=torch.float64),
                                    Coarsening(grid, EquiangularGrid(4, 8), "area"),
                                    noise_std=0.0, generator=torch.Generator().manual_seed(0),
-                                   weight=0.0)
-    sampler = PosteriorSampler(SamplerConfig(steps=8, S_churn=3.0))
-    with_zero = sampler(prior, (1, 8, 16), member_generators(5, range(3)), [coarse],
-                        dtype=torch.float64)
-    without = sampler(prior, (1, 8, 16), member_generators(5, range(3)), [],
-                      dtype=torch.float64)
+                                   sigma_y=0.01, gamma=0.1, weight=0.0)
+    cfg = SamplerConfig(steps=8, S_churn=3.0)
+    with_zero = sample(cfg, prior, (1, 8, 16), member_generators(5, range(3)), [coarse],
+                       dtype=torch.float64)
+    without = sample(cfg, prior, (1, 8, 16), member_generators(5, range(3)),
+                     dtype=torch.float64)
     assert torch.equal(with_zero, without)
     coarse.weight = 1.0
-    guided = sampler(prior, (1, 8, 16), member_generators(5, range(3)), [coarse],
-                     dtype=torch.float64)
+    guided = sample(cfg, prior, (1, 8, 16), member_generators(5, range(3)), [coarse],
+                    dtype=torch.float64)
     assert not torch.allclose(guided, without)
 
 
@@ -249,18 +257,26 @@ def test_background_check_rejects_gross_errors_and_counts_them():
                       np.array([10.0, 2000.0, 500.0]))
     table = _table()
     table.value[1] = 54000.0 + 2000.0 * 3.0  # z500 3 std from a zero background
-    term = StationObs.from_table(table, channels=["t850", "z500", "sp"], normaliser=norm,
-                                 grid=GRID, time=np.datetime64("2020-01-01"))
+    term = stations(table, "2020-01-01", norm=norm)
     background = torch.zeros(3, 32, 64)
     # y = [1.0, 3.0, 1.0]; sigma_o² = [0.01, 0.0025, 0.04]; with σ_b = 0.5 and k = 4:
     # limits 4 sqrt(0.25 + σ_o²) = [2.04, 2.01, 2.08]: only z500 (|O-B| = 3) fails
     checked = background_check(term, background, 0.5, k=4.0)
-    assert checked.rejected["background check"] == 1
-    assert list(checked.rows.variable) == ["temperature", "surface_pressure"]
+    assert checked.rejected == {**term.rejected, "background check": 1}
+    assert checked.diagnostics()["used"] == 2
     torch.testing.assert_close(checked.y, torch.tensor([1.0, 1.0]))
-    torch.testing.assert_close(checked.operator(torch.ones(1, 3, 32, 64)), torch.ones(1, 2))
+    torch.testing.assert_close(checked.sigma_y, torch.tensor([0.01, 0.04]))
+    x = torch.zeros(1, 3, 32, 64)
+    x[0, 2] = 7.0
+    torch.testing.assert_close(checked.operator(x), torch.tensor([[0.0, 7.0]]))
     spread = torch.full((3, 32, 64), 5.0)  # a wide ensemble keeps everything
-    assert len(background_check(term, background, spread, k=4.0).rows) == 3
+    assert background_check(term, background, spread, k=4.0).diagnostics()["used"] == 3
+    coarse = GriddedObs.from_truth(torch.zeros(3, 32, 64), Coarsening(GRID, EquiangularGrid(
+        8, 16), "area"), noise_std=0.0, generator=torch.Generator(), sigma_y=0.01, gamma=0.1,
+        weight=1.0)
+    coarse.y[1, 2, 3] = 9.0  # one gross error in a gridded field
+    checked = background_check(coarse, background, 0.5, k=4.0)
+    assert checked.rejected == {"background check": 1} and checked.y.shape == (3 * 8 * 16 - 1,)
     with pytest.raises(ValueError, match="k must be > 0"):
         background_check(term, background, 0.5, k=0.0)
 
@@ -278,7 +294,7 @@ def test_forecast_pseudo_observation_on_a_legendre_gauss_grid():
     term = ForecastObs.from_forecast(np.stack([t850, q850]), forecast_grid=lg,
                                      forecast_channels=["t850", "q850"],
                                      channels=["t850", "z500", "sp"], normaliser=norm,
-                                     grid=GRID, regrid="bicubic")
+                                     grid=GRID, regrid="bicubic", **EMU)
     assert term.channels == ["t850"] and term.rejected == {"channel q850 not in state": 288}
     torch.testing.assert_close(term.y, torch.as_tensor(y21(lat, lon).ravel(), dtype=torch.float32))
     analysis = torch.zeros(1, 3, 32, 64, dtype=torch.float64)
@@ -287,29 +303,44 @@ def test_forecast_pseudo_observation_on_a_legendre_gauss_grid():
     members = ForecastObs.from_forecast(np.stack([np.stack([t850, q850])] * 2), forecast_grid=lg,
                                         forecast_channels=["t850", "q850"],
                                         channels=["t850", "z500", "sp"], normaliser=norm,
-                                        grid=GRID)
+                                        grid=GRID, regrid="spectral", **EMU)
     assert members.y.shape == (2, 288)
     spectral = ForecastObs.from_forecast(np.stack([t850, q850]), forecast_grid=lg,
                                          forecast_channels=["t850", "q850"],
                                          channels=["t850", "z500", "sp"], normaliser=norm,
-                                         grid=GRID)  # the default: exact for Y_2^1
+                                         grid=GRID, regrid="spectral", **EMU)  # exact for Y_2^1
     assert (spectral.operator(analysis)[0] - spectral.y.double()).abs().max() < 1e-6
     with pytest.raises(ValueError, match="regrid 'nearest' is not available"):
         ForecastObs.from_forecast(t850[None], forecast_grid=lg, forecast_channels=["t850"],
                                   channels=["t850", "z500", "sp"], normaliser=norm, grid=GRID,
-                                  regrid="nearest")
+                                  regrid="nearest", **EMU)
+
+
+EMU = {"sigma_y": 0.1, "gamma": 0.1, "weight": 1.0}  # run.sources.emulator's defaults
 
 
 def test_sigma_y_and_gamma_per_variable():
     norm = Normaliser(("t850", "z500", "sp"), np.array([270.0, 54000.0, 1e5]),
                       np.array([10.0, 2000.0, 500.0]))
-    term = StationObs.from_table(_table(), channels=["t850", "z500", "sp"], normaliser=norm,
-                                 grid=GRID, time=np.datetime64("2020-01-01"),
-                                 sigma_y={"temperature": 5e-4},
-                                 gamma={"geopotential": 0.2, "temperature": 0.1})
+    term = stations(_table(), "2020-01-01", norm=norm,
+                    sigma_y={"temperature": 5e-4, "geopotential": None,
+                             "surface_pressure": None},
+                    gamma={"geopotential": 0.2, "temperature": 0.1, "surface_pressure": 1e-5})
     torch.testing.assert_close(term.sigma_y, torch.tensor([5e-4, 0.0025, 0.04]))
     torch.testing.assert_close(term.gamma, torch.tensor([0.1, 0.2, 1e-5]))
-    with pytest.raises(ValueError, match="need sigma_y > 0"):
-        StationObs.from_table(_table(), channels=["t850", "z500", "sp"], normaliser=norm,
-                              grid=GRID, time=np.datetime64("2020-01-01"),
-                              gamma={"temperature": -1.0})
+    with pytest.raises(ValueError, match="Γ must be >= 0"):
+        stations(_table(), "2020-01-01", gamma={"temperature": -1.0, "geopotential": 0.1,
+                                                 "surface_pressure": 0.1})
+
+
+def test_per_variable_settings_from_the_configuration():
+    """--set run.sources.stations.gamma={temperature: 0.01} reaches the term: named
+    variables take their value, the others the configuration's default."""
+    from dafusion.config import load_config
+
+    st = load_config(None, ["run.sources.stations.gamma={temperature: 0.01}",
+                            "run.sources.stations.sigma_y={geopotential: 0.001}"]).run.sources.stations
+    assert st.gamma_of("temperature") == 0.01 and st.gamma_of("geopotential") == 0.1
+    assert st.sigma_y_of("geopotential") == 0.001 and st.sigma_y_of("temperature") is None
+    st = load_config(None, ["run.sources.stations.gamma={default: 0.3}"]).run.sources.stations
+    assert st.gamma_of("surface_pressure") == 0.3

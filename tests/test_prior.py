@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from dafusion.config import NetworkConfig, SamplerConfig
-from dafusion.prior.base import sda_log_likelihood
+from dafusion.obs.base import sda_log_likelihood
 from dafusion.prior.edm import EDMDenoiser, edm_loss, preconditioning
 from dafusion.prior.network import SongUNet, SphereConv2d
-from dafusion.prior.sampler import PosteriorSampler, SamplingError, member_generators, sigma_steps
+from dafusion.prior.sampler import EDMSampler, SamplingError, member_generators, sigma_steps
+from fakes import GaussianDenoiser, LinearObs, sample
 
 TINY = NetworkConfig(base_channels=8, channel_mult=[1, 2], blocks_per_level=1,
                      attention_resolutions=[[4, 8]], dropout=0.0)
@@ -106,35 +107,6 @@ def test_network_is_equivariant_to_longitude_shifts():
 # ----------------------------------------------------------------- Algorithm 1
 
 
-@dataclasses.dataclass
-class GaussianDenoiser:
-    """Exact D(x; σ) = μ + Σ (Σ + σ² I)⁻¹ (x − μ) for N(μ, Σ) data on a (1, 2, 4) grid."""
-
-    mu: torch.Tensor  # (8,)
-    cov: torch.Tensor  # (8, 8)
-
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        lam, vec = torch.linalg.eigh(self.cov)  # Σ = V Λ Vᵀ
-        coef = (x.reshape(x.shape[0], -1) - self.mu) @ vec  # (B, 8)
-        shrink = lam / (lam + sigma[:, None] ** 2)
-        return (self.mu + (coef * shrink) @ vec.T).reshape(x.shape)
-
-
-@dataclasses.dataclass
-class LinearObs:
-    """y = A x + noise, A selecting some grid points (orthonormal rows)."""
-
-    name: str
-    y: torch.Tensor
-    sigma_y: float
-    gamma: object
-    weight: float
-    index: torch.Tensor
-
-    def operator(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], -1)[:, self.index]
-
-
 def _gaussian_prior(seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     a = torch.randn(8, 8, generator=gen, dtype=torch.float64) * 0.4
@@ -145,7 +117,7 @@ def _gaussian_prior(seed: int = 0):
 def _sample(denoiser, n, terms=(), **cfg_kwargs):
     cfg = SamplerConfig(**{"steps": 40, "sigma_max": 40.0, **cfg_kwargs})
     gens = member_generators(0, range(n))
-    x = PosteriorSampler(cfg)(denoiser, (1, 2, 4), gens, terms, dtype=torch.float64)
+    x = sample(cfg, denoiser, (1, 2, 4), gens, terms, dtype=torch.float64)
     return x.reshape(n, -1)
 
 
@@ -190,20 +162,31 @@ def _posterior(mu, cov, index, y, sigma_y):
     return post_cov @ (torch.linalg.solve(cov, mu) + a.T @ y / sigma_y), post_cov, a
 
 
+def _block_prior():
+    """N(μ, Σ) with Σ block-diagonal in pairs (0,1) (2,3) (4,5) (6,7): each observed point
+    below is correlated with its unobserved partner only, so A Cov[x_0 | x_σ] Aᵀ is
+    diagonal for every σ and the diagonal Γ̂(σ) of eq. 13 is exact."""
+    cov = torch.zeros(8, 8, dtype=torch.float64)
+    for k, (v, c) in enumerate([(1.0, 0.6), (0.5, -0.3), (2.0, 1.2), (0.8, 0.5)]):
+        cov[2 * k: 2 * k + 2, 2 * k: 2 * k + 2] = torch.tensor([[v, c], [c, v]])
+    return torch.linspace(-1, 1, 8, dtype=torch.float64), cov
+
+
 def test_b_guided_sampler_reaches_the_exact_posterior_with_the_exact_gamma():
-    """With Γ̂(σ) = A Cov[x_0 | x_σ] Aᵀ / σ² the SDA likelihood (eq. 11) is exact for a
-    Gaussian prior and a linear operator, so Algorithm 1 must reproduce the
-    closed-form posterior."""
-    mu, cov = _gaussian_prior()
+    """With Γ̂(σ) = A Cov[x_0 | x_σ] Aᵀ / σ² (diagonal here, see ``_block_prior``) the
+    SDA likelihood is exact for a Gaussian prior and a linear operator, so Algorithm 1
+    must reproduce the closed-form posterior, unobserved partners included."""
+    mu, cov = _block_prior()
     index = torch.tensor([1, 4, 6])
     y, sigma_y = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64), 0.1
     post_mu, post_cov, a = _posterior(mu, cov, index, y, sigma_y)
     eye = torch.eye(8, dtype=torch.float64)
 
     def exact_gamma(sigma):  # (B,) -> (B, 3)
-        rows = [torch.diagonal(a @ cov @ torch.linalg.solve(cov + s**2 * eye, a.T))
+        rows = [a @ (cov - cov @ torch.linalg.solve(cov + s**2 * eye, cov)) @ a.T / s**2
                 for s in sigma]
-        return torch.stack(rows)
+        assert all(torch.count_nonzero(r - torch.diag(torch.diagonal(r))) == 0 for r in rows)
+        return torch.stack([torch.diagonal(r) for r in rows])
 
     term = LinearObs("linear", y, sigma_y, exact_gamma, 1.0, index)
     assert_moments(_sample(GaussianDenoiser(mu, cov), N_MEMBERS, [term]), post_mu, post_cov)
@@ -239,7 +222,7 @@ def test_members_do_not_depend_on_the_batch():
     denoiser = EDMDenoiser(SongUNet(2, (8, 16), TINY), 1.0).eval()
     _randomise(denoiser.net)
     cfg = SamplerConfig(steps=6, S_churn=5.0)
-    sampler = PosteriorSampler(cfg)
+    sampler = EDMSampler(cfg)
     all4 = sampler(denoiser, (2, 8, 16), member_generators(3, range(4)))
     just2 = sampler(denoiser, (2, 8, 16), member_generators(3, [2]))
     torch.testing.assert_close(just2[0], all4[2], rtol=1e-4, atol=1e-5)
@@ -267,11 +250,10 @@ def test_sda_log_likelihood_formula():
     ({"y": torch.tensor([np.nan, 0.0, 0.0])}, "observations contain NaN"),
 ])
 def test_bad_terms_are_refused(kwargs, message):
-    mu, cov = _gaussian_prior()
     args = {"name": "bad", "y": torch.zeros(3), "sigma_y": 0.1, "gamma": 0.1, "weight": 1.0,
             "index": torch.tensor([0, 1, 2]), **kwargs}
     with pytest.raises(ValueError, match=f"likelihood term 'bad': {message}"):
-        _sample(GaussianDenoiser(mu, cov), 2, [LinearObs(**args)], steps=2)
+        LinearObs(**args)  # refused at construction, before any sampling
 
 
 def test_nan_during_sampling_names_step_and_term():
@@ -283,7 +265,8 @@ def test_nan_during_sampling_names_step_and_term():
 
     term = Exploding("radiosonde", torch.zeros(3, dtype=torch.float64), 0.1, 0.1, 1.0,
                      torch.tensor([0, 1, 2]))
-    with pytest.raises(SamplingError, match="likelihood term 'radiosonde' at step 0 \\(predictor\\)"):
+    with pytest.raises(SamplingError, match=r"non-finite likelihood term 'radiosonde' at "
+                                            r"sigma=40 \(step 0, predictor\)"):
         _sample(GaussianDenoiser(mu, cov), 2, [term], steps=3)
 
     def broken(x, sigma):

@@ -108,11 +108,11 @@ def test_checkpoint_round_trip_and_checks(tmp_path):
 
 
 def test_export_half_precision(tmp_path):
-    from dafusion.prior.checkpoint import export_checkpoint
+    from dafusion.prior.checkpoint import export_prior
 
     data = _wb2(tmp_path)
     train_prior(tiny_config(data), tmp_path / "ckpt", steps=2)
-    out = export_checkpoint(tmp_path / "ckpt", tmp_path / "ship", half=True)
+    out = export_prior(tmp_path / "ckpt", tmp_path / "ship", half=True)
     assert not (out / "training_state.pt").exists()
     full, _, _ = load_prior(tmp_path / "ckpt")
     half, _, _ = load_prior(out)
@@ -121,7 +121,7 @@ def test_export_half_precision(tmp_path):
         torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0)
     assert json.loads((out / "record.json").read_text())["stored_dtype"].startswith("float16")
     with pytest.raises(FileExistsError):
-        export_checkpoint(tmp_path / "ckpt", out)
+        export_prior(tmp_path / "ckpt", out)
 
 
 def test_interrupted_replacement_is_recovered(tmp_path):

@@ -44,9 +44,9 @@ def prior_train(config_path: str | None, overrides: tuple[str, ...], out: str,
 @friendly
 def prior_export(checkpoint: str, out: str, half: bool, force: bool) -> None:
     """Copy a checkpoint without its training state (for shipping)."""
-    from dafusion.prior.checkpoint import export_checkpoint
+    from dafusion.prior.checkpoint import export_prior
 
-    path = export_checkpoint(checkpoint, out, half=half, force=force)
+    path = export_prior(checkpoint, out, half=half, force=force)
     size = sum(f.stat().st_size for f in path.iterdir())
     click.echo(f"wrote {path} ({size / 1e6:.2f} MB)")
 

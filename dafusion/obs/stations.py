@@ -100,7 +100,7 @@ def _per_row(setting: float | dict[str, float | None] | None, variables: np.ndar
         return default
     if not isinstance(setting, dict):
         return np.full(len(variables), float(setting))
-    missing = sorted(set(variables) - set(setting))
+    missing = sorted(str(v) for v in set(variables) - set(setting))
     if missing:
         raise ValueError(f"{where} has no value for {missing}")
     out = [setting[v] if setting[v] is not None else (np.nan if default is None else d)

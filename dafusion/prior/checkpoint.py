@@ -55,7 +55,7 @@ def build_denoiser(meta: PriorMeta) -> EDMDenoiser:
     return EDMDenoiser(net, meta.edm.sigma_data)
 
 
-def save_checkpoint(path: Path, meta: PriorMeta, ema: torch.nn.Module, normaliser: Normaliser,
+def save_prior(path: Path, meta: PriorMeta, ema: torch.nn.Module, normaliser: Normaliser,
                     record: dict[str, Any], training_state: dict[str, Any] | None = None) -> Path:
     """Write a complete checkpoint directory at ``path`` (replacing an old one)."""
     path = Path(path)
@@ -137,7 +137,7 @@ def load_prior(path: str | Path, *, grid: AnyGrid | None = None,
     return denoiser.to(device).eval(), normaliser, meta
 
 
-def export_checkpoint(src: str | Path, out: str | Path, *, half: bool = False,
+def export_prior(src: str | Path, out: str | Path, *, half: bool = False,
                       force: bool = False) -> Path:
     """Copy a checkpoint without its training state, optionally storing the weights
     as float16 (loaded back into float32 parameters); for shipping."""
@@ -150,5 +150,5 @@ def export_checkpoint(src: str | Path, out: str | Path, *, half: bool = False,
     if half:
         denoiser = denoiser.half()
         record["stored_dtype"] = "float16 (EMA weights rounded once at export)"
-    return save_checkpoint(out, meta, denoiser, normaliser,
+    return save_prior(out, meta, denoiser, normaliser,
                            {k: v for k, v in record.items() if k != "weights_sha256"})

@@ -29,7 +29,7 @@ from dafusion.config import Config, dump_config
 from dafusion.data import GriddedSource
 from dafusion.normalise import Normaliser
 from dafusion.prior.checkpoint import (PriorMeta, build_denoiser, read_meta, recover,
-                                       save_checkpoint)
+                                       save_prior)
 from dafusion.prior.edm import edm_loss
 from dafusion.progress import null_progress
 
@@ -162,7 +162,7 @@ def _checkpoint(out: Path, cfg: Config, meta: PriorMeta, model: torch.nn.Module,
             "torch_version": torch.__version__}
     state = {"model": model.state_dict(), "ema": ema.state_dict(),
              "optimiser": optimiser.state_dict(), "rng": rng, "record": record}
-    save_checkpoint(out, meta, ema, data.normaliser, info, training_state=state)
+    save_prior(out, meta, ema, data.normaliser, info, training_state=state)
 
 
 def _load_training_state(out: Path, cfg: Config) -> dict[str, Any]:
