@@ -171,9 +171,11 @@ def identify_grid(lat: np.ndarray, lon: np.ndarray, *, atol: float = 1e-3) -> An
 
 
 def weighted_mean(field: np.ndarray, grid: Grid) -> np.ndarray:
-    """Area-weighted global mean over the last two axes (lat, lon)."""
+    """Area-weighted global mean over the last two axes (lat, lon): the one spatial mean
+    of the package (metrics, skill, climate statistics)."""
     field = np.asarray(field)
     if field.shape[-2:] != (grid.lat.size, grid.lon.size):
         raise ValueError(f"field shape {field.shape} does not end in grid shape "
                          f"{(grid.lat.size, grid.lon.size)} of {grid.name}")
-    return np.tensordot(field.mean(axis=-1), grid.lat_weights, axes=([-1], [0]))
+    w = grid.lat_weights / grid.lat_weights.sum()
+    return np.einsum("...ij,i->...", field, w) / field.shape[-1]

@@ -4,6 +4,7 @@ compute, resume after SIGKILL, compare and sweep."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -13,14 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from click.testing import CliRunner
 
-import cycle_fakes
+import fakes as cycle_fakes
 from dafusion.cli import main
 from dafusion.cycler.compare import CompareError, compare
 from dafusion.cycler.metrics import crps_field, ensemble_scores
-from dafusion.cycler.run import RunError, prepare, start_run
+from dafusion.cycler.experiment import build_experiment as prepare
+from dafusion.cycler.run import RunError, resume_run, run_experiment, start_run
 from dafusion.grids import EquiangularGrid
 
 
@@ -79,7 +82,7 @@ def test_every_mode_end_to_end(fakes, tmp_path, mode, extra, sources):
     cfg = cycle_fakes.config(sets, f"run.mode={mode}", *extra)
     run_dir = tmp_path / "run"
     state = start_run(cfg, run_dir)
-    assert state["cycle"] == 3 and (run_dir / "COMPLETE").exists()
+    assert state.cycle == 3 and (run_dir / "COMPLETE").exists()
     for name in ("config.yaml", "versions.json", "inputs.json", "seeds.json", "log.txt",
                  "metrics.csv", "obs_diagnostics.csv", "timing.csv"):
         assert (run_dir / name).stat().st_size > 0, name
@@ -110,7 +113,7 @@ def test_forecast_mode_uses_the_precomputed_forecast_and_reinit_its_own(fakes, t
     f2 = xr.open_dataset(tmp_path / "f" / "cycle_002" / "forecast.nc")
     r2 = xr.open_dataset(tmp_path / "r" / "cycle_002" / "forecast.nc")
     assert not np.allclose(f2["temperature"].values, r2["temperature"].values, equal_nan=True)
-    assert a["metrics"][:3] == b["metrics"][:3]  # identical first analysis
+    assert a.tables.metrics[:3] == b.tables.metrics[:3]  # identical first analysis
 
 
 # --------------------------------------------------------------------------- checks
@@ -167,7 +170,7 @@ def test_resume_after_sigkill_gives_the_same_metrics(fakes, tmp_path):
     proc = subprocess.Popen(_cli(args + ["--out", str(killed)]), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not (killed / "state.pt").exists() and proc.poll() is None and time.time() < deadline:
+    while not (killed / "state.npz").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -187,12 +190,12 @@ def test_resume_after_sigkill_gives_the_same_metrics(fakes, tmp_path):
 def test_resume_after_a_crash_inside_a_cycle_write(fakes, tmp_path, monkeypatch):
     """A crash while cycle 2 writes its tables leaves a '.partial' file and the state of
     cycle 1: resume recomputes cycle 2 and ends as an uninterrupted run."""
-    import dafusion.cycler.run as run_module
+    import dafusion.cycler.rundir as rundir
 
     tmp, sets = fakes
     cfg = cycle_fakes.config(sets, "run.mode=reinit")
     start_run(cfg, tmp_path / "full")
-    real = run_module._write_text
+    real = rundir.write_text
     calls = {"metrics": 0}
 
     def crashing(path, text):
@@ -203,13 +206,13 @@ def test_resume_after_a_crash_inside_a_cycle_write(fakes, tmp_path, monkeypatch)
                 raise KeyboardInterrupt("killed while writing")
         real(path, text)
 
-    monkeypatch.setattr(run_module, "_write_text", crashing)
+    monkeypatch.setattr(rundir, "write_text", crashing)
     with pytest.raises(KeyboardInterrupt):
         start_run(cfg, tmp_path / "cut")
-    monkeypatch.setattr(run_module, "_write_text", real)
+    monkeypatch.setattr(rundir, "write_text", real)
     assert len(rows(tmp_path / "cut" / "metrics.csv")) == 2 * 3  # cycles 0 and 1 only
     assert (tmp_path / "cut" / "cycle_002" / "analysis.nc").exists()  # written, not counted
-    run_module.resume_run(tmp_path / "cut")
+    resume_run(tmp_path / "cut")
     assert ((tmp_path / "cut" / "metrics.csv").read_text()
             == (tmp_path / "full" / "metrics.csv").read_text())
 
@@ -273,3 +276,146 @@ def test_float_settings_accept_exponents_without_a_dot():
 
     assert load_config(None, ["run.sources.stations.weight=1e3"]).run.sources.stations.weight \
         == 1000.0
+
+
+# --------------------------------------------------------------------------- parts, state
+
+
+@pytest.mark.parametrize("mode", ["plain", "forecast", "reinit"])
+def test_an_experiment_from_in_memory_parts(tmp_path, mode):
+    """No file goes in: truth, prior, emulator and stations are objects (fakes.experiment)."""
+    from dafusion.emulator.persistence import PersistenceEmulator
+
+    emulator = PersistenceEmulator(cycle_fakes.EMU_GRID, cycle_fakes.CHANNELS)
+    exp = cycle_fakes.experiment(f"run.mode={mode}",
+                                 emulator=emulator if mode != "plain" else None)
+    state = run_experiment(exp, tmp_path / "run")
+    assert state.cycle == 3 and (tmp_path / "run" / "COMPLETE").exists()
+    obs = rows(tmp_path / "run" / "obs_diagnostics.csv")
+    assert {r["source"] for r in obs} == ({"stations"} if mode == "plain"
+                                          else {"stations", "emulator"})
+    # O−B: none at the first cycle, then for stations; never for the emulator term
+    assert [r["omb_rms"] != "" for r in obs if r["source"] == "stations"] == [False, True, True]
+    assert all(r["omb_rms"] == "" for r in obs if r["source"] == "emulator")
+    if mode == "forecast":  # persistence: the pseudo-observation is always the initial state
+        first = xr.open_dataset(tmp_path / "run" / "cycle_000" / "forecast.nc")
+        last = xr.open_dataset(tmp_path / "run" / "cycle_002" / "forecast.nc")
+        np.testing.assert_array_equal(first["temperature"].values, last["temperature"].values)
+
+
+def test_seeds_json_holds_the_seeds_the_run_used(tmp_path):
+    from dafusion.cycler import seeding
+    from dafusion.prior.sampler import member_generators
+
+    exp = cycle_fakes.experiment("run.mode=plain", "run.seed=3")
+    run_experiment(exp, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "seeds.json").read_text())
+    assert [c["valid_time"] for c in record["cycles"]] == [str(t)[:16] for t in exp.times]
+    for c in record["cycles"]:
+        used = member_generators(seeding.analysis_seed(3, c["cycle"]), range(2))
+        fresh = [torch.Generator().manual_seed(s) for s in c["members"]]
+        for g, h in zip(used, fresh):
+            assert torch.equal(torch.randn(4, generator=g), torch.randn(4, generator=h))
+
+
+def test_a_crafted_state_file_runs_no_code(tmp_path):
+    """state.npz is arrays and JSON read with allow_pickle=False: a pickle planted in it
+    is refused with an error naming the file, and its payload never runs."""
+    import pickle
+
+    exp = cycle_fakes.experiment("run.mode=plain")
+    run_experiment(exp, tmp_path / "run")
+    (tmp_path / "run" / "COMPLETE").unlink()
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    for content in (pickle.dumps(Payload()), b"garbage"):
+        (tmp_path / "run" / "state.npz").write_bytes(content)
+        with pytest.raises(RunError, match=r"state.npz: not a readable run state"):
+            run_cycles_again(exp, tmp_path / "run")
+    with open(tmp_path / "run" / "state.npz", "wb") as f:  # object arrays need pickle too
+        np.savez(f, meta=np.array(json.dumps({"version": 2})),
+                 array_previous=np.array([Payload()], dtype=object))
+    with pytest.raises(RunError, match=r"state.npz: not a readable run state"):
+        run_cycles_again(exp, tmp_path / "run")
+    with open(tmp_path / "run" / "state.npz", "wb") as f:  # right format, wrong content
+        np.savez(f, meta=np.array(json.dumps({"version": 2, "cycle": 1})))
+    with pytest.raises(RunError, match=r"incomplete run state \(KeyError"):
+        run_cycles_again(exp, tmp_path / "run")
+    assert not marker.exists()
+
+
+def run_cycles_again(exp, run_dir):
+    from dafusion.cycler.run import run_cycles
+
+    return run_cycles(exp, run_dir)
+
+
+def test_a_run_killed_while_being_created_resumes(fakes, tmp_path, monkeypatch):
+    """Killed after config.yaml, before inputs.json: --resume writes the rest of the
+    header and runs every cycle, ending as an uninterrupted run."""
+    import dafusion.cycler.rundir as rundir
+
+    tmp, sets = fakes
+    cfg = cycle_fakes.config(sets, "run.mode=plain")
+    start_run(cfg, tmp_path / "full")
+    real = rundir.write_text
+
+    def killed(path, text):
+        if Path(path).name == "versions.json":
+            raise KeyboardInterrupt("killed while creating the run")
+        return real(path, text)
+
+    monkeypatch.setattr(rundir, "write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        start_run(cfg, tmp_path / "cut")
+    monkeypatch.setattr(rundir, "write_text", real)
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["config.yaml"]
+    with pytest.raises(RunError, match="interrupted while it was being created; 'cycler run "
+                                       "--resume"):
+        compare([tmp_path / "full", tmp_path / "cut"])
+    resume_run(tmp_path / "cut")
+    assert ((tmp_path / "cut" / "metrics.csv").read_text()
+            == (tmp_path / "full" / "metrics.csv").read_text())
+    assert "header completed on resume" in (tmp_path / "cut" / "log.txt").read_text()
+
+
+def test_background_check_is_wired_and_counted(tmp_path):
+    """run.sources.stations.background_check: gross errors planted in the table are
+    rejected from the second cycle on (the first has no background) and counted."""
+    from dafusion.cycler.experiment import observation_table
+
+    exp = cycle_fakes.experiment("run.mode=plain")
+    table = observation_table(exp.cfg, exp.truth, {})
+    bad = table.variable == "temperature"
+    table.value[bad] += 50.0  # 50 K: far beyond any background
+    exp = cycle_fakes.experiment("run.mode=plain", "run.sources.stations.background_check=4",
+                                 table=table)
+    run_experiment(exp, tmp_path / "run")
+    obs = rows(tmp_path / "run" / "obs_diagnostics.csv")
+    assert int(obs[0]["rejected"]) == 0
+    for r in obs[1:]:
+        t = np.datetime64(r["valid_time"])
+        window = table.window(t, np.timedelta64(3, "h"))
+        n_bad = int((window.variable == "temperature").sum())
+        assert int(r["rejected"]) >= n_bad > 0
+        assert int(r["used"]) + int(r["rejected"]) == len(window)
+
+
+def test_sweep_as_a_library(fakes, tmp_path):
+    from dafusion.cycler.sweep import label, sweep
+
+    tmp, sets = fakes
+    base = cycle_fakes.config(sets, "run.mode=plain", "run.days=0.5")
+    result = sweep(base, {"run.sources.stations.weight": ["0.5", "1"]}, tmp_path / "sw")
+    assert [r.label for r in result.runs] == ["stations.weight=0.5", "stations.weight=1"]
+    assert not result.failed and "stations.weight=0.5" in result.table
+    assert label({"foo": "1"}) == "foo=1"
+    from dafusion.config import ConfigError
+
+    with pytest.raises(ConfigError, match="run: expected a mapping"):
+        sweep(base, {"run": ["1", "2"]}, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

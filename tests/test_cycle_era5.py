@@ -87,9 +87,9 @@ def test_one_cycle_of_the_paper_setup(tmp_path, lucie_files):  # noqa: F811
         f"run.observations={tmp_path / 'igra.nc'}", "run.members=2", "run.days=0.5",
         "prior.sampler.steps=2", "run.max_normalised=1e6"])  # untrained: no distribution
     state = start_run(cfg, tmp_path / "run")
-    assert state["cycle"] == 2
-    assert len(state["metrics"]) == 2 * 13
-    assert {r["source"] for r in state["obs"]} == {"stations", "emulator"}
+    assert state.cycle == 2
+    assert len(state.tables.metrics) == 2 * 13
+    assert {r["source"] for r in state.tables.obs} == {"stations", "emulator"}
     fc = xr.open_dataset(tmp_path / "run" / "cycle_001" / "forecast.nc")
     assert fc.sizes["latitude"] == 48 and "total_precipitation_6hr" in fc
-    assert all(np.isfinite(r["rmse"]) for r in state["metrics"])
+    assert all(np.isfinite(r["rmse"]) for r in state.tables.metrics)

@@ -54,7 +54,7 @@ def test_demo_prior_loads_for_the_default_configuration_and_samples():
 
     from dafusion.prior import demo_prior_path
     from dafusion.prior.checkpoint import load_prior
-    from dafusion.prior.sampler import PosteriorSampler, member_generators
+    from dafusion.prior.sampler import EDMSampler, member_generators
 
     cfg = load_config(None)
     denoiser, normaliser, meta = load_prior(demo_prior_path(), grid=EquiangularGrid(32, 64),
@@ -63,7 +63,7 @@ def test_demo_prior_loads_for_the_default_configuration_and_samples():
     record = json.loads((Path(demo_prior_path()) / "record.json").read_text())
     assert record["step"] >= 1000 and record["data_span"][1] < "2019"
     assert record["stored_dtype"].startswith("float16") and record["loss"]
-    sampler = PosteriorSampler(dataclasses.replace(cfg.prior.sampler, steps=4))
+    sampler = EDMSampler(dataclasses.replace(cfg.prior.sampler, steps=4))
     x = sampler(denoiser, (9, 32, 64), member_generators(0, range(2)))
     physical = normaliser.denormalise(x.detach().numpy())
     assert torch.isfinite(x).all() and 200 < physical[:, 0].mean() < 320  # t850 in K

@@ -11,19 +11,15 @@ from dafusion.emulator.model import LOG_SCALE, EmulatorMeta, EmulatorStats, SFNO
 from dafusion.emulator.persistence import PersistenceEmulator
 from dafusion.grids import EquiangularGrid, LegendreGaussGrid
 
+import fakes
+
 GRID = LegendreGaussGrid(16, 32)
 CHANNELS = ["t850", "z500"]
 
 
-def tiny_sfno(channels=CHANNELS, diagnostics=(), log=(), forcing=(), lat_order="north_to_south",
-              grid=GRID, seed=0, static=None):
-    meta = EmulatorMeta(grid, list(channels), list(diagnostics), list(log), list(forcing), 6,
-                        lat_order, SFNOConfig(embed_dim=8, num_layers=2))
-    p, d, f = len(channels), len(diagnostics), len(forcing)
-    stats = EmulatorStats(np.linspace(1, 2, p), np.linspace(2, 3, p), np.linspace(0.5, 1, p),
-                          np.zeros(f), np.ones(f), np.full(d, 0.3), np.full(d, 0.2))
-    torch.manual_seed(seed)
-    return SFNOEmulator(meta, stats, static=static)
+def tiny_sfno(**kwargs):
+    """``fakes.tiny_sfno`` with this module's two channels and two layers."""
+    return fakes.tiny_sfno(**{"channels": CHANNELS, "num_layers": 2, "grid": GRID, **kwargs})
 
 
 MODELS = [PersistenceEmulator(GRID, CHANNELS), tiny_sfno()]

@@ -15,7 +15,7 @@ def test_weighted_moments_match_a_brute_force_expansion():
     grid_w = counts / counts.sum()
 
     class Rounded:  # the same grid with exactly proportional integer weights
-        lat_weights, nlon = grid_w, 8
+        lat_weights, nlon, lat, lon, name = grid_w, 8, grid.lat, grid.lon, "rounded"
 
     got = weighted_moments(x, Rounded)
     expanded = np.concatenate([np.repeat(x[:, i].ravel(), counts[i]) for i in range(4)])

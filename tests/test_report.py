@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import cycle_fakes
+import fakes as cycle_fakes
 from dafusion.cli import main
 from dafusion.cycler.metrics import rank_histogram, spread_skill
 from dafusion.cycler.report import ReportError, make_report, obs_summary, RunView

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from dafusion.grids import AnyGrid
+from dafusion.grids import AnyGrid, weighted_mean
 
 
-def spatial_mean(field: np.ndarray, grid: AnyGrid) -> np.ndarray:
-    """Area-weighted mean over the last two axes."""
-    w = grid.lat_weights / grid.lat_weights.sum()
-    return np.einsum("...ij,i->...", field, w) / field.shape[-1]
+spatial_mean = weighted_mean  # the area-weighted mean over the last two axes (grids.py)
 
 
 def crps_field(ens: np.ndarray, truth: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import xarray as xr
 
 from dafusion.data import GriddedSource
 from dafusion.emulator.base import ForecastModel
-from dafusion.grids import AnyGrid
+from dafusion.grids import AnyGrid, weighted_mean
 from dafusion.progress import null_progress
 from dafusion.regrid import make_regridder
 
@@ -55,8 +55,7 @@ def initial_state(source: GriddedSource, time: str | np.datetime64, model: Forec
 
 def lat_weighted_rmse(err: np.ndarray, grid: AnyGrid) -> np.ndarray:
     """sqrt of the area-weighted mean of ``err**2`` over the last two axes."""
-    w = grid.lat_weights / grid.lat_weights.sum()
-    return np.sqrt(np.einsum("...ij,i->...", err ** 2, w) / err.shape[-1])
+    return np.sqrt(weighted_mean(err ** 2, grid))
 
 
 def skill(model: ForecastModel, source: GriddedSource, inits: np.ndarray, n_steps: int,
@@ -100,12 +99,9 @@ def free_run(model: ForecastModel, source: GriddedSource, init: np.datetime64, d
     state = initial_state(source, init, model)
     fc = model.forecast(state, n).sel(channel=model.channels).values[:, 0]  # raises if not finite
     tail = fc[-max(1, n // 3):]
-    w = model.grid.lat_weights / model.grid.lat_weights.sum()
-
     def climate(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mean = np.einsum("tcij,i->tc", x, w) / x.shape[-1]
-        std = np.sqrt(np.einsum("tcij,i->tc", (x - mean[..., None, None]) ** 2, w)
-                      / x.shape[-1])
+        mean = weighted_mean(x, model.grid)
+        std = np.sqrt(weighted_mean((x - mean[..., None, None]) ** 2, model.grid))
         return mean.mean(0), std.mean(0)
 
     fm, fs = climate(tail)

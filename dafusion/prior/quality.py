@@ -15,18 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from dafusion.grids import AnyGrid
+from dafusion.grids import AnyGrid, weighted_mean
 from dafusion.spectra import power_spectrum
 
 
 def weighted_moments(x: np.ndarray, grid: AnyGrid) -> dict[str, float]:
     """Area-weighted mean, std, skewness and excess kurtosis of ``x (n, lat, lon)``."""
-    w = np.broadcast_to((grid.lat_weights / grid.nlon)[None, :, None], x.shape) / x.shape[0]
-    mean = float(np.sum(w * x))
-    var = float(np.sum(w * (x - mean) ** 2))
+    def moment(y: np.ndarray) -> float:
+        return float(weighted_mean(y, grid).mean())
+
+    mean = moment(x)
+    var = moment((x - mean) ** 2)
     std = np.sqrt(var)
-    skew = float(np.sum(w * (x - mean) ** 3)) / std**3 if std > 0 else 0.0
-    kurt = float(np.sum(w * (x - mean) ** 4)) / var**2 - 3.0 if std > 0 else 0.0
+    skew = moment((x - mean) ** 3) / std**3 if std > 0 else 0.0
+    kurt = moment((x - mean) ** 4) / var**2 - 3.0 if std > 0 else 0.0
     return {"mean": mean, "std": float(std), "skewness": skew, "excess_kurtosis": kurt}
 
 

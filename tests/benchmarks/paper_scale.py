@@ -18,7 +18,9 @@ import torch
 from dafusion.config import load_config
 from dafusion.prior.edm import EDMDenoiser
 from dafusion.prior.network import SongUNet
-from dafusion.prior.sampler import PosteriorSampler, member_generators
+from dafusion.obs.base import joint_log_likelihood
+from dafusion.prior.guidance import GuidedDenoiser
+from dafusion.prior.sampler import EDMSampler, member_generators
 
 
 class Stations:
@@ -49,13 +51,14 @@ def main() -> None:
     denoiser = EDMDenoiser(net, cfg.prior.edm.sigma_data).to(device).eval()
     params = sum(p.numel() for p in denoiser.parameters())
     term = Stations(13 * 700, shape[0] * 128 * 256, device)
-    sampler = PosteriorSampler(cfg.prior.sampler)
+    sampler = EDMSampler(cfg.prior.sampler)
     for label, terms in (("guided", [term]), ("unguided", [])):
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        sampler(denoiser, shape, member_generators(0, range(args.members), device), terms,
+        guided = GuidedDenoiser(denoiser, joint_log_likelihood(terms)) if terms else denoiser
+        sampler(guided, shape, member_generators(0, range(args.members), device),
                 device=device)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from dafusion.config import load_config
-from dafusion.prior.sampler import PosteriorSampler, member_generators
+from dafusion.obs.base import joint_log_likelihood
+from dafusion.prior.guidance import GuidedDenoiser
+from dafusion.prior.sampler import EDMSampler, member_generators
 
 CFG = load_config(None)
 SHAPE = (len(CFG.data.channels), 32, 64)
@@ -45,8 +47,9 @@ def denoiser():
 
 
 def _run(denoiser, members, terms):
-    sampler = PosteriorSampler(CFG.prior.sampler)
-    return sampler(denoiser, SHAPE, member_generators(0, members), terms)
+    if terms:
+        denoiser = GuidedDenoiser(denoiser, joint_log_likelihood(terms))
+    return EDMSampler(CFG.prior.sampler)(denoiser, SHAPE, member_generators(0, members))
 
 
 @pytest.mark.parametrize("n", [8, 16])
