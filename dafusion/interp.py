@@ -83,3 +83,15 @@ class PointInterpolation:
         values = x[:, self.channel.to(device)[:, None], self.rows.to(device),
                    self.cols.to(device)]  # (B, n, k)
         return (values * self.weights.to(device=device, dtype=x.dtype)).sum(dim=-1)
+
+
+def interpolate(field: np.ndarray, grid: AnyGrid, lat: np.ndarray, lon: np.ndarray,
+                method: str = "bilinear") -> np.ndarray:
+    """``field (..., nlat, nlon)`` at points ``(lat, lon)`` in degrees -> ``(..., npts)``,
+    float64: the one array-level wrapper of :class:`PointInterpolation`."""
+    field = np.asarray(field, dtype=np.float64)
+    lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
+    op = PointInterpolation.build(grid, lat, np.asarray(lon, dtype=np.float64),
+                                  np.zeros(lat.size, int), method)
+    flat = torch.as_tensor(field.reshape(-1, 1, *field.shape[-2:]))
+    return op.apply(flat).numpy().reshape(*field.shape[:-2], lat.size)

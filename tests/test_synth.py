@@ -6,7 +6,12 @@ from dafusion.config import SynthObsConfig
 from dafusion.data import GriddedSource
 from dafusion.grids import EquiangularGrid
 from dafusion.obs.igra import read_station_list
-from dafusion.obs.synth import Network, bilinear, land_network, station_list_network, synthesise
+from dafusion.interp import interpolate
+from dafusion.obs.synth import Network, land_network, station_list_network, synthesise
+
+
+def bilinear(field, grid, lat, lon):
+    return interpolate(field, grid, lat, lon, "bilinear")
 
 
 def test_land_network_is_seeded_on_land_and_northern_heavy():

@@ -12,7 +12,7 @@ from dafusion.cycler.metrics import rank_histogram, spatial_mean, spread_skill
 from dafusion.cycler.runview import RunView
 from dafusion.figures import pyplot, save_figure
 from dafusion.grids import AnyGrid, grid_from_name
-from dafusion.interp import PointInterpolation
+from dafusion.interp import interpolate
 from dafusion.obs.gridded import Coarsening
 from dafusion.spectra import power_spectrum
 from dafusion.variables import parse_channel
@@ -51,12 +51,6 @@ def _stations(ax: Any, lat: np.ndarray, lon: np.ndarray) -> None:
         ax.scatter(lon % 360, lat, s=6, c="k", marker="^", linewidths=0, label="stations")
 
 
-def _interp(grid: AnyGrid, field: np.ndarray, lat: np.ndarray, lon: np.ndarray,
-            method: str) -> np.ndarray:
-    op = PointInterpolation.build(grid, lat, lon, np.zeros(lat.size, int), method)
-    return op.apply(torch.as_tensor(field[None, None], dtype=torch.float64))[0].numpy()
-
-
 def coarse_and_bicubic(run: RunView, truth: np.ndarray) -> tuple[AnyGrid, np.ndarray, np.ndarray]:
     """The coarse input (the truth coarsened as the run's gridded source) and its bicubic
     interpolation back to the analysis grid (the paper's baseline)."""
@@ -65,7 +59,7 @@ def coarse_and_bicubic(run: RunView, truth: np.ndarray) -> tuple[AnyGrid, np.nda
     coarse = Coarsening(run.grid, coarse_grid, g.method)(
         torch.as_tensor(truth[None, None], dtype=torch.float64))[0, 0].numpy()
     lat, lon = np.meshgrid(run.grid.lat, run.grid.lon, indexing="ij")
-    back = _interp(coarse_grid, coarse, lat.ravel(), lon.ravel(), "bicubic")
+    back = interpolate(coarse, coarse_grid, lat.ravel(), lon.ravel(), "bicubic")
     return coarse_grid, coarse, back.reshape(run.grid.shape)
 
 
@@ -194,7 +188,7 @@ def figure_scatter(run: RunView, channel: str, cycles: list[int], out: Path) -> 
         lat, lon, value = run.stations(c, channel)
         if lat.size:
             obs_x.append(value)
-            obs_y.append(_interp(run.grid, mean, lat, lon, "bilinear"))
+            obs_y.append(interpolate(mean, run.grid, lat, lon, "bilinear"))
             # grid points more than 5 degrees (great circle) from every station
             d = _angular_distance(glat.ravel()[:, None], glon.ravel()[:, None], lat[None],
                                   lon[None]).min(1)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from dafusion.grids import EquiangularGrid
-from dafusion.interp import PointInterpolation
 from dafusion.obs.base import validate_term
+from dafusion.regrid import PointRegridder
 
 
 @dataclasses.dataclass
@@ -41,23 +41,18 @@ class Coarsening:
                                  "needs cell-centred grids with an integer ratio")
         elif self.method != "bicubic":
             raise ValueError(f"coarsening {self.method!r}: use 'bicubic' or 'area'")
-        self._interp: dict[int, PointInterpolation] = {}
+        self._bicubic = PointRegridder(self.fine, self.coarse, "bicubic") \
+            if self.method == "bicubic" else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._bicubic is not None:  # bicubic at the coarse cell centres
+            return self._bicubic(x)
         b, c = x.shape[:2]
         h, w = self.coarse.shape
-        if self.method == "area":
-            ry, rx = self.fine.nlat // h, self.fine.nlon // w
-            area = torch.as_tensor(self.fine.lat_weights, dtype=x.dtype, device=x.device)
-            weighted = (x * area[:, None]).reshape(b, c, h, ry, w, rx).sum(dim=(3, 5))
-            return weighted / area.reshape(h, ry).sum(dim=1)[:, None] / rx
-        if c not in self._interp:
-            lat, lon = np.meshgrid(self.coarse.lat, self.coarse.lon, indexing="ij")
-            n = lat.size
-            self._interp[c] = PointInterpolation.build(
-                self.fine, np.tile(lat.ravel(), c), np.tile(lon.ravel(), c),
-                np.repeat(np.arange(c), n), "bicubic")
-        return self._interp[c].apply(x).reshape(b, c, h, w)
+        ry, rx = self.fine.nlat // h, self.fine.nlon // w
+        area = torch.as_tensor(self.fine.lat_weights, dtype=x.dtype, device=x.device)
+        weighted = (x * area[:, None]).reshape(b, c, h, ry, w, rx).sum(dim=(3, 5))
+        return weighted / area.reshape(h, ry).sum(dim=1)[:, None] / rx
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ import torch
 from dafusion.config import SynthObsConfig
 from dafusion.data import GriddedSource
 from dafusion.grids import AnyGrid
-from dafusion.interp import PointInterpolation
+from dafusion.interp import interpolate
 from dafusion.obs.igra import read_station_list
 from dafusion.obs.table import ObservationTable
 
@@ -66,17 +66,6 @@ def station_list_network(path: str, n: int, seed: int) -> Network:
     return Network(stations.station_id[idx], stations.lat[idx], stations.lon[idx])
 
 
-def bilinear(field: np.ndarray, grid: AnyGrid, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Bilinear interpolation of ``field (..., nlat, nlon)`` to points -> ``(..., npts)``
-    (``dafusion.interp``: periodic in longitude, clamped beyond the outermost rows)."""
-    field = np.asarray(field, dtype=np.float64)
-    lat = np.atleast_1d(np.asarray(lat, dtype=np.float64))
-    interp = PointInterpolation.build(grid, lat, np.asarray(lon, dtype=np.float64),
-                                      np.zeros(lat.size, int), "bilinear")
-    flat = torch.as_tensor(field.reshape(-1, 1, *field.shape[-2:]))
-    return interp.apply(flat).numpy().reshape(*field.shape[:-2], lat.size)
-
-
 def synthesise(source: GriddedSource, network: Network, cfg: SynthObsConfig,
                start: str | None = None, end: str | None = None) -> ObservationTable:
     """Observe ``source`` at the network's stations at ``cfg.hours`` in [start, end]."""
@@ -98,7 +87,8 @@ def synthesise(source: GriddedSource, network: Network, cfg: SynthObsConfig,
     n_st, n_ch = network.lat.size, len(source.channels)
     tables = []
     for t in times:
-        truth = bilinear(source.at(t).values, source.grid, network.lat, network.lon)  # (ch, st)
+        truth = interpolate(source.at(t).values, source.grid, network.lat,  # (ch, st)
+                            network.lon, "bilinear")
         rng = np.random.default_rng([cfg.seed, int(t.astype("datetime64[h]").astype(np.int64))])
         value = truth + std[:, None] * rng.standard_normal((n_ch, n_st))
         tables.append(ObservationTable(

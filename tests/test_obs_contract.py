@@ -1,0 +1,114 @@
+"""One contract test over every observation source (obs/base.py): attributes, shapes,
+linearity of the operator, an exact gradient of eq. 13, diagnostics, and refusal of a
+bad Σ_y at construction."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from dafusion.grids import EquiangularGrid, LegendreGaussGrid
+from dafusion.normalise import Normaliser
+from dafusion.obs.base import sda_log_likelihood, validate_term
+from dafusion.obs.forecast import ForecastObs
+from dafusion.obs.gridded import Coarsening, GriddedObs
+from dafusion.obs.qc import background_check
+from dafusion.obs.stations import StationObs
+from dafusion.obs.table import ObservationTable
+
+GRID = EquiangularGrid(8, 16)
+CHANNELS = ["t850", "z500", "sp"]
+NORM = Normaliser(tuple(CHANNELS), np.array([270.0, 54000.0, 1e5]),
+                  np.array([10.0, 2000.0, 500.0]))
+
+
+def _table():
+    n = 6
+    return ObservationTable(
+        time=np.full(n, np.datetime64("2020-01-01T00", "ns")),
+        lat=np.array([-60.0, -10.0, 0.0, 33.0, 70.0, 85.0]),
+        lon=np.array([0.0, 100.0, 359.0, 181.0, 45.0, 270.0]),
+        level=np.array([850.0, 500.0, np.nan, 850.0, 500.0, np.nan]),
+        variable=np.array(["temperature", "geopotential", "surface_pressure", "temperature",
+                           "geopotential", "surface_pressure"]),
+        value=np.array([275.0, 55000.0, 100200.0, 268.0, 53000.0, 99800.0]),
+        error_std=np.array([1.0, 100.0, 100.0, 1.0, 100.0, 100.0]),
+        station_id=np.array(list("ABCDEF")), source=np.array(["s"] * n), qc=np.zeros(n, int))
+
+
+def stations():
+    return StationObs.from_table(_table(), channels=CHANNELS, normaliser=NORM, grid=GRID,
+                                 time=np.datetime64("2020-01-01"), window_hours=3.0,
+                                 method="bicubic", sigma_y=None, gamma=0.1, weight=1.0)
+
+
+def gridded(method):
+    truth = torch.randn(3, 8, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return GriddedObs.from_truth(truth, Coarsening(GRID, EquiangularGrid(4, 8), method),
+                                 noise_std=0.1, generator=torch.Generator().manual_seed(1),
+                                 sigma_y=0.01, gamma=0.1, weight=0.5)
+
+
+def forecast(members):
+    lg = LegendreGaussGrid(4, 8)
+    fc = np.random.default_rng(0).normal(size=(members, 2) + lg.shape) * [[[[10.0]], [[500.0]]]]
+    fc = fc + np.array([270.0, 1e5])[None, :, None, None]
+    return ForecastObs.from_forecast(fc if members > 1 else fc[0], forecast_grid=lg,
+                                     forecast_channels=["t850", "sp"], channels=CHANNELS,
+                                     normaliser=NORM, grid=GRID, regrid="spectral",
+                                     sigma_y=0.1, gamma=0.1, weight=1.0)
+
+
+def checked():
+    return background_check(stations(), torch.zeros(3, 8, 16), 0.5, k=3.0)
+
+
+SOURCES = {"stations": stations, "gridded-bicubic": lambda: gridded("bicubic"),
+           "gridded-area": lambda: gridded("area"), "forecast": lambda: forecast(1),
+           "forecast-members": lambda: forecast(2), "background-checked": checked}
+
+
+@pytest.fixture(params=list(SOURCES), ids=list(SOURCES))
+def term(request):
+    return SOURCES[request.param]()
+
+
+def test_attributes_and_shapes(term):
+    validate_term(term)
+    assert isinstance(term.name, str) and term.weight >= 0
+    x = torch.randn(2, 3, 8, 16, dtype=torch.float64)
+    out = term.operator(x)
+    assert out.shape[0] == 2
+    assert torch.broadcast_shapes(out.shape, term.y.shape) == out.shape
+    diag = term.diagnostics()
+    assert diag["source"] == term.name and isinstance(diag["rejected"], dict)
+    per_member_values = term.y.shape[-1] if isinstance(term, ForecastObs) else term.y.numel()
+    assert diag["used"] == per_member_values
+
+
+def test_operator_is_linear(term):
+    gen = torch.Generator().manual_seed(3)
+    x1, x2 = (torch.randn(2, 3, 8, 16, generator=gen, dtype=torch.float64) for _ in range(2))
+    torch.testing.assert_close(term.operator(2.0 * x1 - 0.5 * x2),
+                               2.0 * term.operator(x1) - 0.5 * term.operator(x2),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_of_eq_13_is_exact(term):
+    """The guidance differentiates eq. 13 through the operator: autograd against a
+    central finite difference in float64."""
+    x = torch.randn(2, 3, 8, 16, generator=torch.Generator().manual_seed(4), dtype=torch.float64,
+                    requires_grad=True)
+    sigma = torch.tensor([0.7, 2.0], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda v: sda_log_likelihood(term, v, sigma), (x,),
+                                    eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["stations", "gridded-area", "forecast"])
+def test_a_bad_sigma_y_is_refused_at_construction(name):
+    term = SOURCES[name]()
+    with pytest.raises(ValueError, match=f"likelihood term '{term.name}': Σ_y must be > 0"):
+        dataclasses.replace(term, sigma_y=0.0)
