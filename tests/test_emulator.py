@@ -6,8 +6,7 @@ import pytest
 import torch
 import xarray as xr
 
-from dafusion.config import SFNOConfig
-from dafusion.emulator.model import LOG_SCALE, EmulatorMeta, EmulatorStats, SFNOEmulator
+from dafusion.emulator.model import LOG_SCALE, EmulatorStats, SFNOEmulator
 from dafusion.emulator.persistence import PersistenceEmulator
 from dafusion.grids import EquiangularGrid, LegendreGaussGrid
 

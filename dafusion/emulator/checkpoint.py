@@ -7,11 +7,11 @@
                           order of the network, SFNO architecture
       stats.nc            global per-channel statistics (EmulatorStats)
       static.nc           static forcing fields (orography), when the forcing needs them
-      weights.pt          the network's state_dict, loaded with weights_only=True
+      weights.pt          the network's state_dict
       record.json         training/import record, sha256 of weights.pt
       training_state.pt   (training runs only) optimiser, step, RNG states
 
-Written under ``<name>.partial`` and renamed when complete (``dafusion.io``).
+The directory format is ``dafusion.checkpoint``'s, shared with the prior.
 
 A LUCIE checkpoint (a bare ``state_dict`` ``.pth`` whose hyperparameters are
 not in the file) and its statistics (the ``.npz`` of LUCIE's data generator:
@@ -23,27 +23,27 @@ that states the architecture (``configs/lucie.yaml``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import xarray as xr
-import yaml
 
+from dafusion.checkpoint import (CheckpointError, read_checkpoint_meta, read_record,
+                                 read_weights, write_checkpoint)
 from dafusion.config import ConfigError, EmulatorConfig, SFNOConfig, from_dict
 from dafusion.emulator.forcing import read_orography
 from dafusion.emulator.model import EmulatorMeta, EmulatorStats, SFNOEmulator
 from dafusion.grids import AnyGrid, grid_from_name
-from dafusion.io import (commit_directory, partial_directory, recover_directory, sha256,
-                         write_netcdf)
+from dafusion.io import sha256, write_netcdf
 
-FORMAT = "dafusion-emulator-1"
+__all__ = ["EmulatorCheckpointError", "import_lucie", "load_emulator", "read_meta",
+           "read_record", "save_emulator"]
 IGNORED_KEYS = ("device_buffer",)  # Modulus' device marker, no weights
 
 
-class EmulatorCheckpointError(ValueError):
+class EmulatorCheckpointError(CheckpointError):
     """An emulator checkpoint that cannot be used; names the directory or file."""
 
 
@@ -83,44 +83,27 @@ def fit_state_dict(net: torch.nn.Module, state: dict[str, torch.Tensor], where: 
 def save_emulator(path: str | Path, emulator: SFNOEmulator, record: dict[str, Any],
                   training_state: dict[str, Any] | None = None) -> Path:
     """Write a complete checkpoint directory at ``path`` (replacing an old one)."""
-    path = Path(path)
     meta = emulator.meta
-    tmp = partial_directory(path)
-    (tmp / "emulator.yaml").write_text(yaml.safe_dump({
-        "format": FORMAT, "grid": meta.grid.name, "channels": meta.channels,
-        "diagnostics": meta.diagnostics, "log_transform": meta.log_transform,
-        "forcing": meta.forcing, "time_step_hours": meta.time_step_hours,
-        "lat_order": meta.lat_order, "network": dataclasses.asdict(meta.network)},
-        sort_keys=False))
-    emulator.stats.save(tmp / "stats.nc", meta)
-    if emulator.static:
-        write_netcdf(xr.Dataset({k: (("lat", "lon"), v) for k, v in emulator.static.items()},
-                                coords={"lat": meta.grid.lat, "lon": meta.grid.lon}),
-                     tmp / "static.nc")
-    torch.save({k: v.detach().cpu() for k, v in emulator.net.state_dict().items()},
-               tmp / "weights.pt")
-    record = {**record, "weights_sha256": sha256(tmp / "weights.pt")}
-    (tmp / "record.json").write_text(json.dumps(record, indent=1))
-    if training_state is not None:
-        torch.save(training_state, tmp / "training_state.pt")
-    return commit_directory(tmp, path)
+
+    def files(tmp: Path) -> None:
+        emulator.stats.save(tmp / "stats.nc", meta)
+        if emulator.static:
+            write_netcdf(xr.Dataset({k: (("lat", "lon"), v) for k, v in emulator.static.items()},
+                                    coords={"lat": meta.grid.lat, "lon": meta.grid.lon}),
+                         tmp / "static.nc")
+
+    return write_checkpoint(
+        path, "emulator", {"grid": meta.grid.name, "channels": meta.channels,
+                           "diagnostics": meta.diagnostics, "log_transform": meta.log_transform,
+                           "forcing": meta.forcing, "time_step_hours": meta.time_step_hours,
+                           "lat_order": meta.lat_order,
+                           "network": dataclasses.asdict(meta.network)},
+        emulator.net, record, files=files, training_state=training_state)
 
 
 def read_meta(path: str | Path) -> EmulatorMeta:
     path = Path(path)
-    recover_directory(path)
-    if not path.is_dir():
-        raise EmulatorCheckpointError(f"{path}: not an emulator checkpoint directory")
-    for name in ("emulator.yaml", "stats.nc", "weights.pt", "record.json"):
-        if not (path / name).exists():
-            raise EmulatorCheckpointError(f"{path}: incomplete checkpoint, {name} is missing")
-    try:
-        raw = yaml.safe_load((path / "emulator.yaml").read_text())
-    except yaml.YAMLError as err:
-        raise EmulatorCheckpointError(f"{path / 'emulator.yaml'}: not valid YAML ({err})"
-                                      ) from None
-    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
-        raise EmulatorCheckpointError(f"{path / 'emulator.yaml'}: not a {FORMAT} checkpoint")
+    raw = read_checkpoint_meta(path, "emulator", ("stats.nc",), EmulatorCheckpointError)
     try:
         return EmulatorMeta(grid_from_name(raw["grid"]), list(raw["channels"]),
                             list(raw["diagnostics"]), list(raw["log_transform"]),
@@ -151,25 +134,13 @@ def load_emulator(path: str | Path, *, grid: AnyGrid | None = None,
     if (path / "static.nc").exists():
         with xr.open_dataset(path / "static.nc") as ds:
             static = {k: ds[k].values.astype(float) for k in ds.data_vars}
-    record = json.loads((path / "record.json").read_text())
-    if record.get("weights_sha256") not in (None, sha256(path / "weights.pt")):
-        raise EmulatorCheckpointError(f"{path / 'weights.pt'}: corrupt (sha256 differs from "
-                                      "record.json)")
-    try:
-        state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises several types for bad files
-        raise EmulatorCheckpointError(f"{path / 'weights.pt'}: unreadable or truncated "
-                                      f"({err})") from None
+    state = read_weights(path, EmulatorCheckpointError)
     try:
         emulator = SFNOEmulator(meta, stats, static=static)
     except ValueError as err:
         raise EmulatorCheckpointError(f"{path}: {err}") from None
     fit_state_dict(emulator.net, state, str(path / "weights.pt"))
     return emulator.to(device).eval()
-
-
-def read_record(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / "record.json").read_text())
 
 
 def lucie_stats(npz: str | Path, meta: EmulatorMeta) -> EmulatorStats:

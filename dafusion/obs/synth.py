@@ -16,11 +16,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 
 from dafusion.config import SynthObsConfig
 from dafusion.data import GriddedSource
-from dafusion.grids import AnyGrid
 from dafusion.interp import interpolate
 from dafusion.obs.igra import read_station_list
 from dafusion.obs.table import ObservationTable

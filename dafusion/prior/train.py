@@ -28,8 +28,8 @@ import torch
 from dafusion.config import Config, dump_config
 from dafusion.data import GriddedSource
 from dafusion.normalise import Normaliser
-from dafusion.prior.checkpoint import (PriorMeta, build_denoiser, read_meta, recover,
-                                       save_prior)
+from dafusion.io import recover_directory as recover
+from dafusion.prior.checkpoint import PriorMeta, build_denoiser, read_meta, save_prior
 from dafusion.prior.edm import edm_loss
 from dafusion.progress import null_progress
 
