@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +35,7 @@ from dafusion.emulator.forcing import read_orography
 from dafusion.emulator.model import LOG_SCALE, EmulatorMeta, EmulatorStats, SFNOEmulator
 from dafusion.grids import AnyGrid
 from dafusion.io import recover_directory
-from dafusion.progress import null_progress
+from dafusion.training import Trainer
 from dafusion.regrid import make_regridder
 
 VALID_STATES = 256
@@ -207,40 +206,44 @@ def train_emulator(cfg: Config, out: str | Path, *, resume: bool = False, force:
         gen.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         record = state["record"]
-    started, recent = time.perf_counter() - record["wall_seconds"], []
-    bar = progress or null_progress
-    with bar(total, "emulator train") as pbar:
-        pbar.update(record["step"])
-        for step in range(record["step"], total):
-            emulator.net.train()
-            for group in optimiser.param_groups:
-                group["lr"] = _lr(step, total, tcfg.lr, tcfg.warmup_steps)
-            idx = data.starts[gen.integers(0, data.starts.size, tcfg.batch_size)]
-            loss = rollout_loss(emulator, data, idx, tcfg.rollout_steps, dev)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"emulator training: loss is {loss.item()} at "
-                                         f"step {step}")
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(emulator.net.parameters(), tcfg.grad_clip)
-            optimiser.step()
-            recent.append(loss.item())
-            record["step"] = step + 1
-            pbar.update(1)
-            if record["step"] % tcfg.log_every == 0:
-                record["loss"].append([record["step"], float(np.mean(recent))])
-                pbar.set_postfix(loss=f"{np.mean(recent):.4f}")
-                recent = []
-            if record["step"] % tcfg.checkpoint_every == 0 or record["step"] == total:
-                emulator.net.eval()
-                with torch.no_grad():
-                    vloss = float(np.mean([rollout_loss(emulator, valid, vidx[i:i + 64], 1,
-                                                        dev).item()
-                                           for i in range(0, vidx.size, 64)]))
-                record["valid_loss"].append([record["step"], vloss])
-                record["wall_seconds"] = time.perf_counter() - started
-                _checkpoint(out, cfg, emulator, optimiser, data, record, gen)
-    return record
+    trainer = _EmulatorTrainer(cfg, emulator, optimiser, data, valid, vidx, gen, dev, total,
+                               record, lambda rec: _checkpoint(out, cfg, emulator, optimiser,
+                                                               data, rec, gen))
+    return trainer.run(progress)
+
+
+class _EmulatorTrainer(Trainer):
+    """The rollout loss on random training starts; the checkpoint adds a validation loss."""
+
+    name = "emulator"
+
+    def __init__(self, cfg: Config, emulator: SFNOEmulator, optimiser: torch.optim.Optimizer,
+                 data: EmulatorData, valid: EmulatorData, vidx: np.ndarray,
+                 gen: np.random.Generator, device: torch.device, total: int,
+                 record: dict[str, Any], checkpoint: Callable[[dict[str, Any]], None]):
+        t = cfg.emulator.train
+        super().__init__(list(emulator.net.parameters()), optimiser, total_steps=total,
+                         grad_clip=t.grad_clip, log_every=t.log_every,
+                         checkpoint_every=t.checkpoint_every, record=record)
+        self.tcfg, self.emulator, self.data, self.valid, self.vidx = t, emulator, data, valid, vidx
+        self.gen, self.device, self.checkpoint = gen, device, checkpoint
+
+    def learning_rate(self, step: int) -> float:
+        return _lr(step, self.total_steps, self.tcfg.lr, self.tcfg.warmup_steps)
+
+    def loss(self, step: int) -> torch.Tensor:
+        self.emulator.net.train()
+        idx = self.data.starts[self.gen.integers(0, self.data.starts.size, self.tcfg.batch_size)]
+        return rollout_loss(self.emulator, self.data, idx, self.tcfg.rollout_steps, self.device)
+
+    def save(self, record: dict[str, Any]) -> None:
+        self.emulator.net.eval()
+        with torch.no_grad():
+            vloss = float(np.mean([rollout_loss(self.emulator, self.valid,
+                                                self.vidx[i:i + 64], 1, self.device).item()
+                                   for i in range(0, self.vidx.size, 64)]))
+        record["valid_loss"].append([record["step"], vloss])
+        self.checkpoint(record)
 
 
 def _checkpoint(out: Path, cfg: Config, emulator: SFNOEmulator, optimiser: torch.optim.Optimizer,

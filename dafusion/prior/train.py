@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import os
 import platform
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,7 +30,7 @@ from dafusion.normalise import Normaliser
 from dafusion.io import recover_directory as recover
 from dafusion.prior.checkpoint import PriorMeta, build_denoiser, read_meta, save_prior
 from dafusion.prior.edm import edm_loss
-from dafusion.progress import null_progress
+from dafusion.training import Trainer
 
 
 class TrainingData:
@@ -108,40 +107,55 @@ def train_prior(cfg: Config, out: str | Path, *, resume: bool = False, force: bo
         torch.set_rng_state(state["rng"]["torch"])
         record = state["record"]
     ddp = (torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model)
-    bar = progress or null_progress
-    started, recent = time.perf_counter() - record["wall_seconds"], []
-    with bar(total_steps, "prior train") as pbar:
-        pbar.update(record["step"])
-        for step in range(record["step"], total_steps):
-            for group in optimiser.param_groups:
-                group["lr"] = tcfg.lr * min(1.0, (step + 1) / max(1, tcfg.warmup_steps))
-            idx = torch.randint(len(data), (tcfg.batch_size,), generator=gen)
-            x0 = data.batch(idx).to(device)
-            loss = edm_loss(ddp, x0, cfg.prior.edm.P_mean, cfg.prior.edm.P_std, noise_gen)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"prior training: loss is {loss.item()} at step {step}")
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            optimiser.step()
-            _ema_update(ema, model, tcfg.ema_decay)
-            recent.append(loss.item())
-            record["step"] = step + 1
-            pbar.update(1)
-            if record["step"] % tcfg.log_every == 0:
-                record["loss"].append([record["step"], float(np.mean(recent))])
-                pbar.set_postfix(loss=f"{np.mean(recent):.4f}")
-                recent = []
-            if rank == 0 and (record["step"] % tcfg.checkpoint_every == 0
-                              or record["step"] == total_steps):
-                record["wall_seconds"] = time.perf_counter() - started
-                _checkpoint(out, cfg, meta, model, ema, optimiser, data, record,
-                            {"data": gen.get_state(), "noise": noise_gen.get_state(),
-                             "torch": torch.get_rng_state()}, world, device)
+
+    def save(rec: dict[str, Any]) -> None:
+        if rank == 0:
+            _checkpoint(out, cfg, meta, model, ema, optimiser, data, rec,
+                        {"data": gen.get_state(), "noise": noise_gen.get_state(),
+                         "torch": torch.get_rng_state()}, world, device)
+
+    trainer = _PriorTrainer(cfg, data, model, ddp, ema, optimiser, (gen, noise_gen), device,
+                            total_steps, record, save)
+    record = trainer.run(progress)
     if world > 1:
         torch.distributed.barrier()  # no rank leaves before rank 0 has written
         torch.distributed.destroy_process_group()
     return record
+
+
+class _PriorTrainer(Trainer):
+    """EDM denoising loss on random training states, then the EMA update."""
+
+    name = "prior"
+
+    def __init__(self, cfg: Config, data: TrainingData, model: torch.nn.Module,
+                 ddp: torch.nn.Module, ema: torch.nn.Module, optimiser: torch.optim.Optimizer,
+                 generators: tuple[torch.Generator, torch.Generator], device: torch.device,
+                 total_steps: int, record: dict[str, Any],
+                 save: Callable[[dict[str, Any]], None]):
+        t = cfg.prior.train
+        super().__init__(list(model.parameters()), optimiser, total_steps=total_steps,
+                         grad_clip=t.grad_clip, log_every=t.log_every,
+                         checkpoint_every=t.checkpoint_every, record=record)
+        self.cfg, self.data, self.model, self.ddp, self.ema = cfg, data, model, ddp, ema
+        self.data_gen, self.noise_gen = generators
+        self.device, self._save = device, save
+
+    def learning_rate(self, step: int) -> float:
+        t = self.cfg.prior.train
+        return t.lr * min(1.0, (step + 1) / max(1, t.warmup_steps))
+
+    def loss(self, step: int) -> torch.Tensor:
+        t, edm = self.cfg.prior.train, self.cfg.prior.edm
+        idx = torch.randint(len(self.data), (t.batch_size,), generator=self.data_gen)
+        x0 = self.data.batch(idx).to(self.device)
+        return edm_loss(self.ddp, x0, edm.P_mean, edm.P_std, self.noise_gen)
+
+    def after_step(self) -> None:
+        _ema_update(self.ema, self.model, self.cfg.prior.train.ema_decay)
+
+    def save(self, record: dict[str, Any]) -> None:
+        self._save(record)
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
