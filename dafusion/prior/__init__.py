@@ -1,6 +1,7 @@
 """The EDM diffusion prior: SongUNet denoiser (network.py), preconditioning and
-loss (edm.py), training (train.py), checkpoints (checkpoint.py) and the
-Algorithm-1 posterior sampler (sampler.py); interfaces in base.py."""
+loss (edm.py), training (train.py), checkpoints (checkpoint.py), likelihood guidance
+as a denoiser (guidance.py) and EDM's stochastic sampler (sampler.py), which on the
+guided denoiser is the paper's Algorithm 1; the interface in base.py."""
 
 from __future__ import annotations
 
