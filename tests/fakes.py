@@ -4,8 +4,10 @@
 * An untrained prior and SFNO emulator (``prior_parts``, ``tiny_sfno``) and their
   checkpoint directories (``prior_checkpoint``, ``emulator_checkpoint``).
 * ``experiment(...)``: a cycle experiment built from in-memory parts, no files.
-* Exact-answer doubles for the sampler: ``GaussianDenoiser`` (the closed-form
-  denoiser of a Gaussian prior) and ``LinearObs`` (y = A x, A selecting points).
+* Exact-answer doubles for the sampler: ``GaussianDenoiser`` and ``GaussianField``
+  (closed-form denoisers of Gaussian priors), ``LinearObs`` (y = A x, A selecting
+  points), ``sample`` (Algorithm 1 = EDM's sampler on the guided denoiser).
+* ``Constant``: a fake emulator network, the same output everywhere.
 * ``setup``/``config``: the files and ``--set`` overrides of the command-line tests.
 """
 
@@ -183,6 +185,42 @@ class LinearObs:
 
     def diagnostics(self) -> dict[str, object]:
         return {"source": self.name, "used": int(self.index.numel()), "rejected": {}}
+
+
+@dataclasses.dataclass
+class GaussianField:
+    """Exact denoiser of N(0, Σ) on an 8x16 grid, Σ exponential in great-circle distance."""
+
+    cov: torch.Tensor
+
+    def __post_init__(self) -> None:
+        self.lam, self.vec = torch.linalg.eigh(self.cov)
+
+    @classmethod
+    def make(cls, length_km: float = 1500.0) -> "GaussianField":
+        grid = EquiangularGrid(8, 16)
+        lat, lon = np.meshgrid(np.deg2rad(grid.lat), np.deg2rad(grid.lon), indexing="ij")
+        xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
+        xyz = xyz.reshape(-1, 3)
+        dist = 6371.0 * np.arccos(np.clip(xyz @ xyz.T, -1, 1))
+        return cls(torch.as_tensor(np.exp(-dist / length_km)))
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        coef = x.reshape(x.shape[0], -1) @ self.vec
+        shrink = self.lam / (self.lam + sigma[:, None] ** 2)
+        return ((coef * shrink) @ self.vec.T).reshape(x.shape)
+
+
+class Constant(torch.nn.Module):
+    """A fake network: the same output everywhere, whatever the input."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = torch.tensor(values, dtype=torch.float32).reshape(1, -1, 1, 1)
+
+    def forward(self, x):
+        return self.values.expand(x.shape[0], -1, *x.shape[2:]).clone()
+
 
 
 def sample(cfg, denoiser, shape, generators, terms=(), **kwargs):

@@ -11,6 +11,7 @@ from dafusion.emulator.persistence import PersistenceEmulator
 from dafusion.grids import EquiangularGrid, LegendreGaussGrid
 
 import fakes
+from fakes import Constant
 
 GRID = LegendreGaussGrid(16, 32)
 CHANNELS = ["t850", "z500"]
@@ -63,17 +64,6 @@ def test_persistence_repeats_the_state():
     out = PersistenceEmulator(GRID, CHANNELS).forecast(s, 3)
     assert np.all(out.sel(channel="t850").isel(member=0).values == 7.0)
     assert np.all(out.sel(channel="t850").isel(member=1).values == 1.0)
-
-
-class Constant(torch.nn.Module):
-    """A fake network: the same output everywhere, whatever the input."""
-
-    def __init__(self, values):
-        super().__init__()
-        self.values = torch.tensor(values, dtype=torch.float32).reshape(1, -1, 1, 1)
-
-    def forward(self, x):
-        return self.values.expand(x.shape[0], -1, *x.shape[2:]).clone()
 
 
 def test_explicit_euler_with_tendency_std():

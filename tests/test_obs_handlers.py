@@ -16,7 +16,7 @@ from dafusion.interp import PointInterpolation, fractional_indices
 from dafusion.obs.stations import StationObs
 from dafusion.obs.table import ObservationTable
 from dafusion.prior.sampler import member_generators
-from fakes import sample
+from fakes import GaussianField, sample
 
 GRID = EquiangularGrid(32, 64)
 # the defaults of run.sources.stations (the handlers have none of their own)
@@ -158,30 +158,6 @@ def test_station_term_errors_are_clear():
 
 
 # ----------------------------------------------------------------- guidance
-
-
-@dataclasses.dataclass
-class GaussianField:
-    """Exact denoiser of N(0, Σ) on an 8x16 grid, Σ exponential in great-circle distance."""
-
-    cov: torch.Tensor
-
-    def __post_init__(self) -> None:
-        self.lam, self.vec = torch.linalg.eigh(self.cov)
-
-    @classmethod
-    def make(cls, length_km: float = 1500.0) -> "GaussianField":
-        grid = EquiangularGrid(8, 16)
-        lat, lon = np.meshgrid(np.deg2rad(grid.lat), np.deg2rad(grid.lon), indexing="ij")
-        xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)
-        xyz = xyz.reshape(-1, 3)
-        dist = 6371.0 * np.arccos(np.clip(xyz @ xyz.T, -1, 1))
-        return cls(torch.as_tensor(np.exp(-dist / length_km)))
-
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        coef = x.reshape(x.shape[0], -1) @ self.vec
-        shrink = self.lam / (self.lam + sigma[:, None] ** 2)
-        return ((coef * shrink) @ self.vec.T).reshape(x.shape)
 
 
 def _one_station(gamma: float, clip: float = 0.0, members: int = 200) -> tuple:
