@@ -63,9 +63,9 @@ def run_cycles(exp: Experiment, run_dir: str | Path, *,
         for cycle in range(state.cycle, len(exp.times)):
             t, clock = exp.times[cycle], _Clock()
             truth = exp.truth.at(t).values.astype(np.float64)  # (C, H, W) physical
-            pseudo, background = mode.pseudo_obs(cycle), mode.background(cycle)
-            terms = cycle_terms(exp, cycle, t, _normalised(exp, truth), pseudo,
-                                _normalised(exp, background))
+            pseudo = mode.pseudo_obs(cycle)  # the emulator state valid at t, or None
+            background = _normalised(exp, mode.background(cycle))  # (C, H, W) or None
+            terms = cycle_terms(exp, cycle, t, _normalised(exp, truth), pseudo, background)
             clock.lap("observations_s")
             ensemble = analyse(exp, sampler, terms, cycle)  # (M, C, H, W) physical
             clock.lap("analysis_s")
@@ -146,7 +146,7 @@ def _normalised(exp: Experiment, field: np.ndarray | None) -> torch.Tensor | Non
 
 def _record(run: RunDir, state: CycleState, exp: Experiment, cycle: int, ens: np.ndarray,
             truth: np.ndarray, terms: list, pseudo: EmulatorState | None,
-            background: np.ndarray | None, clock: _Clock) -> str:
+            background: torch.Tensor | None, clock: _Clock) -> str:
     """The cycle's files and rows, then the tables; returns the cycle's log line."""
     t, run_cfg = exp.times[cycle], exp.cfg.run
     files = {ANALYSIS: analysis_dataset(ens, exp.channels, exp.grid, t, {
@@ -160,8 +160,8 @@ def _record(run: RunDir, state: CycleState, exp: Experiment, cycle: int, ens: np
     run.write_cycle(cycle, files)
     lead = int((t - exp.times[0]) / np.timedelta64(1, "h"))
     state.tables.metrics += metric_rows(cycle, t, lead, ens, truth, exp.channels, exp.grid)
-    mean_n, background_n = _normalised(exp, ens.mean(0)), _normalised(exp, background)
-    state.tables.obs += [obs_row(cycle, t, term, background_n, mean_n) for term in terms]
+    mean = _normalised(exp, ens.mean(0))
+    state.tables.obs += [obs_row(cycle, t, term, background, mean) for term in terms]
     clock.lap("write_s")
     state.tables.timing.append(clock.row(cycle, t))
     run.write_tables(state.tables)

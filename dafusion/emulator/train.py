@@ -162,15 +162,7 @@ def train_emulator(cfg: Config, out: str | Path, *, resume: bool = False, force:
     if out.exists() and not (resume or force):
         raise FileExistsError(f"{out}: already exists; pass --resume to continue training "
                               "or --force to start again")
-    state = None
-    if resume:
-        path = out / "training_state.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"{out}: nothing to resume (no training_state.pt)")
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["config"] != dump_config(cfg.emulator) or state["data"] != dump_config(cfg.data):
-            raise ValueError(f"{out}: trained with another emulator/data configuration; "
-                             "resume with the same configuration or start again with --force")
+    state = _training_state(out, cfg) if resume else None
     meta = meta_from_config(ecfg)
     static = {"orography": read_orography(ecfg.orography, meta.grid)} \
         if "orography" in meta.forcing else {}
@@ -185,18 +177,7 @@ def train_emulator(cfg: Config, out: str | Path, *, resume: bool = False, force:
     emulator = SFNOEmulator(meta, data.stats, static=static).to(dev)
     record: dict[str, Any] = {"loss": [], "valid_loss": [], "wall_seconds": 0.0, "step": 0}
     if init_from and not state:
-        from dafusion.emulator.checkpoint import load_emulator, read_record
-
-        base = load_emulator(init_from, grid=meta.grid, channels=meta.channels)
-        if base.meta.network != meta.network:
-            raise ValueError(f"{init_from}: its network {base.meta.network} differs from the "
-                             f"configured {meta.network}")
-        emulator.net.load_state_dict(base.net.state_dict())
-        prior_record = read_record(init_from)
-        record["initialised_from"] = {"checkpoint": Path(init_from).name,
-                                      "steps": prior_record.get("step"),
-                                      "wall_seconds": prior_record.get("wall_seconds"),
-                                      "valid_loss": prior_record.get("valid_loss", [])[-1:]}
+        record["initialised_from"] = _initialise_from(emulator, init_from)
     optimiser = torch.optim.AdamW(emulator.net.parameters(), lr=tcfg.lr,
                                   weight_decay=tcfg.weight_decay)
     gen = np.random.default_rng(tcfg.seed)
@@ -210,6 +191,33 @@ def train_emulator(cfg: Config, out: str | Path, *, resume: bool = False, force:
                                record, lambda rec: _checkpoint(out, cfg, emulator, optimiser,
                                                                data, rec, gen))
     return trainer.run(progress)
+
+
+def _training_state(out: Path, cfg: Config) -> dict[str, Any]:
+    path = out / "training_state.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{out}: nothing to resume (no training_state.pt)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["config"] != dump_config(cfg.emulator) or state["data"] != dump_config(cfg.data):
+        raise ValueError(f"{out}: trained with another emulator/data configuration; "
+                         "resume with the same configuration or start again with --force")
+    return state
+
+
+def _initialise_from(emulator: SFNOEmulator, init_from: str) -> dict[str, Any]:
+    """Copy the weights of checkpoint ``init_from``; returns what the record says of it."""
+    from dafusion.emulator.checkpoint import load_emulator, read_record
+
+    meta = emulator.meta
+    base = load_emulator(init_from, grid=meta.grid, channels=meta.channels)
+    if base.meta.network != meta.network:
+        raise ValueError(f"{init_from}: its network {base.meta.network} differs from the "
+                         f"configured {meta.network}")
+    emulator.net.load_state_dict(base.net.state_dict())
+    prior_record = read_record(init_from)
+    return {"checkpoint": Path(init_from).name, "steps": prior_record.get("step"),
+            "wall_seconds": prior_record.get("wall_seconds"),
+            "valid_loss": prior_record.get("valid_loss", [])[-1:]}
 
 
 class _EmulatorTrainer(Trainer):
