@@ -30,7 +30,7 @@ import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import xarray as xr
@@ -76,7 +76,7 @@ class Header:
     versions: dict[str, str]
     inputs: dict[str, Any]
     seeds: dict[str, Any]
-    write_observations: Any = None  # callable(path) writing observations.nc, or None
+    write_observations: Callable[[Path], Any] | None = None  # writes observations.nc
 
 
 @dataclasses.dataclass

@@ -11,6 +11,8 @@ handlers in ``dafusion.obs`` have no defaults of their own.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -23,9 +25,15 @@ from dafusion.obs.qc import background_check
 from dafusion.obs.stations import StationObs
 from dafusion.variables import VARIABLES
 
+if TYPE_CHECKING:
+    from dafusion.config import GriddedSourceConfig, StationSourceConfig
+    from dafusion.cycler.experiment import Experiment
+    from dafusion.obs.base import LikelihoodTerm
 
-def cycle_terms(exp, cycle: int, t: np.datetime64, truth_n: torch.Tensor,  # noqa: ANN001
-                pseudo: EmulatorState | None, background_n: torch.Tensor | None) -> list:
+
+def cycle_terms(exp: Experiment, cycle: int, t: np.datetime64, truth_n: torch.Tensor,
+                pseudo: EmulatorState | None, background_n: torch.Tensor | None
+                ) -> list[LikelihoodTerm]:
     """The enabled sources' terms at analysis ``cycle`` (valid time ``t``).
 
     ``truth_n``: the normalised truth ``(C, H, W)`` (the gridded source observes it);
@@ -60,7 +68,8 @@ def cycle_terms(exp, cycle: int, t: np.datetime64, truth_n: torch.Tensor,  # noq
     return terms
 
 
-def _checked(term, settings, background_n: torch.Tensor | None):  # noqa: ANN001, ANN202
+def _checked(term: LikelihoodTerm, settings: StationSourceConfig | GriddedSourceConfig,
+             background_n: torch.Tensor | None) -> LikelihoodTerm:
     """The term after its background check, when configured and a background exists."""
     if settings.background_check <= 0 or background_n is None:
         return term

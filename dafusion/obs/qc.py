@@ -27,6 +27,11 @@ class CheckedObs:
     source: LikelihoodTerm
     keep: torch.Tensor  # (n,) bool over the source's flattened observations
     rejected: dict[str, int]
+    name: str = dataclasses.field(init=False)
+    y: torch.Tensor = dataclasses.field(init=False)  # (n_kept,)
+    sigma_y: float | torch.Tensor = dataclasses.field(init=False)
+    gamma: float | torch.Tensor = dataclasses.field(init=False)
+    weight: float = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         if callable(self.source.gamma):
