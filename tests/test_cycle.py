@@ -345,6 +345,10 @@ def test_a_crafted_state_file_runs_no_code(tmp_path):
         np.savez(f, meta=np.array(json.dumps({"version": 2, "cycle": 1})))
     with pytest.raises(RunError, match=r"incomplete run state \(KeyError"):
         run_cycles_again(exp, tmp_path / "run")
+    (tmp_path / "run" / "state.npz").unlink()
+    (tmp_path / "run" / "state.pt").write_bytes(pickle.dumps(Payload()))  # the old format
+    with pytest.raises(RunError, match=r"state.pt: a run state of an earlier version"):
+        run_cycles_again(exp, tmp_path / "run")
     assert not marker.exists()
 
 

@@ -179,6 +179,9 @@ class RunDir:
         """``(meta, arrays)`` of the last completed cycle, or None before the first."""
         path = self.path / STATE
         if not path.exists():
+            if (self.path / "state.pt").exists():  # the format before state.npz (pickle)
+                raise RunError(f"{self.path / 'state.pt'}: a run state of an earlier version, "
+                               "which is not read (it could run code); start the run again")
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
