@@ -130,10 +130,13 @@ def _obs_section(runs: list[RunView], out: Path) -> list[str]:
              "![obs space](obs_space.png)", "",
              "| run | source | cycles | used/cycle | rejected/cycle | O−B mean | O−B RMS | "
              "O−A mean | O−A RMS |", "|---|---|---|---|---|---|---|---|---|"]
+    def num(v: float) -> str:
+        return "—" if np.isnan(v) else f"{v:.3g}"
+
     for s in obs_summary(runs):
         lines.append(f"| {s['run']} | {s['source']} | {s['cycles']} | {s['used']:.0f} | "
-                     f"{s['rejected']:.0f} | {s['omb_mean']:.3g} | {s['omb_rms']:.3g} | "
-                     f"{s['oma_mean']:.3g} | {s['oma_rms']:.3g} |")
+                     f"{s['rejected']:.0f} | {num(s['omb_mean'])} | {num(s['omb_rms'])} | "
+                     f"{num(s['oma_mean'])} | {num(s['oma_rms'])} |")
     return lines + [""]
 
 
