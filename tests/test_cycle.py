@@ -423,3 +423,19 @@ def test_sweep_as_a_library(fakes, tmp_path):
     with pytest.raises(ConfigError, match="run: expected a mapping"):
         sweep(base, {"run": ["1", "2"]}, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_sweep_in_child_processes_gives_the_same_runs(fakes, tmp_path, monkeypatch):
+    """--jobs 2: each run is `cycler run --config <root>/<label>.yaml` in its own process;
+    the metrics are those of the same settings run here."""
+    from dafusion.cycler.sweep import sweep
+
+    tmp, sets = fakes
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    base = cycle_fakes.config(sets, "run.mode=plain", "run.days=0.5")
+    axes = {"run.sources.stations.weight": ["0.5", "1"]}
+    here = sweep(base, axes, tmp_path / "here")
+    there = sweep(base, axes, tmp_path / "there", jobs=2)
+    assert not there.failed and (tmp_path / "there" / "stations.weight=1.yaml").exists()
+    for a, b in zip(here.runs, there.runs):
+        assert (a.path / "metrics.csv").read_text() == (b.path / "metrics.csv").read_text()

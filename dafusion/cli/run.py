@@ -52,6 +52,7 @@ def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | Non
             name: str | None, resume: str | None, device: str) -> None:
     """Cycle emulator forecasts and diffusion analyses every 12 h over the window."""
     from dafusion.cycler.run import resume_run, start_run
+    from dafusion.cycler.rundir import METRICS
 
     if resume:
         if any(v is not None for v in (config_path, mode, start, days, members, out, name)) \
@@ -67,7 +68,7 @@ def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | Non
         state = start_run(cfg, run_dir, device=device, progress=progress_bar)
     total = sum(r["total_s"] for r in state.tables.timing)
     click.echo(f"{run_dir}: {state.cycle} analyses, {total:.0f} s in cycles; "
-               f"metrics in {run_dir / 'metrics.csv'}")
+               f"metrics in {run_dir / METRICS}")
     _summary(run_dir)
 
 
