@@ -21,11 +21,6 @@ class CompareError(ValueError):
     """Runs that cannot be compared; the message names them and the difference."""
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """``metrics.csv`` of a run directory (floats; see ``RunDir.metrics``)."""
-    return RunDir(run_dir).metrics()
-
-
 def check_comparable(runs: list[Path]) -> None:
     ref = RunDir(runs[0]).identity()
     for run in runs[1:]:
@@ -54,7 +49,7 @@ def compare(runs: list[Path], out: Path | None = None,
         raise CompareError("no runs given")
     check_comparable(runs)
     labels = labels or [r.name for r in runs]
-    metrics = [read_metrics(r) for r in runs]
+    metrics = [RunDir(r).metrics() for r in runs]
     tables = [rmse_by_lead_day(m) for m in metrics]
     channels = list(tables[0])
     days = sorted({d for t in tables for c in t.values() for d in c})

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dafusion.cycler.metrics import rank_histogram, spatial_mean, spread_skill
+from dafusion.cycler.metrics import rank_histogram, spread_skill
 from dafusion.cycler.runview import RunView
 from dafusion.figures import pyplot, save_figure
-from dafusion.grids import AnyGrid, grid_from_name
+from dafusion.grids import AnyGrid, grid_from_name, weighted_mean
 from dafusion.interp import interpolate
 from dafusion.obs.gridded import Coarsening
 from dafusion.spectra import power_spectrum
@@ -105,8 +105,8 @@ def figure_superres(run: RunView, channel: str, cycle: int, out: Path) -> Path:
     _map(axes[0, 2], run.grid, bicubic, "bicubic interpolation of the input", u, "viridis",
          lo, hi, earth)
     _map(axes[1, 0], run.grid, truth, "truth", u, "viridis", lo, hi, earth)
-    rm_a = np.sqrt(spatial_mean((mean - truth) ** 2, run.grid))
-    rm_b = np.sqrt(spatial_mean((bicubic - truth) ** 2, run.grid))
+    rm_a = np.sqrt(weighted_mean((mean - truth) ** 2, run.grid))
+    rm_b = np.sqrt(weighted_mean((bicubic - truth) ** 2, run.grid))
     _map(axes[1, 1], run.grid, mean - truth, f"analysis error (RMSE {rm_a:.3g})", u, "RdBu_r",
          -e, e, earth)
     _map(axes[1, 2], run.grid, bicubic - truth, f"bicubic error (RMSE {rm_b:.3g})", u,

@@ -21,7 +21,6 @@ import numpy as np
 from dafusion.grids import AnyGrid, weighted_mean
 
 
-spatial_mean = weighted_mean  # the area-weighted mean over the last two axes (grids.py)
 
 
 def crps_field(ens: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -42,10 +41,10 @@ def ensemble_scores(ens: np.ndarray, truth: np.ndarray, grid: AnyGrid) -> dict[s
     mean = ens.mean(0)
     err = mean - truth
     var = ens.var(0, ddof=1) if ens.shape[0] > 1 else np.zeros_like(mean)
-    return {"rmse": np.sqrt(spatial_mean(err ** 2, grid)),
-            "bias": spatial_mean(err, grid),
-            "spread": np.sqrt(spatial_mean(var, grid)),
-            "crps": spatial_mean(crps_field(ens, truth), grid)}
+    return {"rmse": np.sqrt(weighted_mean(err ** 2, grid)),
+            "bias": weighted_mean(err, grid),
+            "spread": np.sqrt(weighted_mean(var, grid)),
+            "crps": weighted_mean(crps_field(ens, truth), grid)}
 
 
 def rank_histogram(ens: np.ndarray, truth: np.ndarray) -> np.ndarray:

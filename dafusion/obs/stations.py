@@ -103,6 +103,10 @@ def _per_row(setting: float | dict[str, float | None] | None, variables: np.ndar
     missing = sorted(str(v) for v in set(variables) - set(setting))
     if missing:
         raise ValueError(f"{where} has no value for {missing}")
-    out = [setting[v] if setting[v] is not None else (np.nan if default is None else d)
-           for v, d in zip(variables, default if default is not None else variables)]
-    return np.array(out, dtype=float)
+    out = np.array([np.nan if setting[v] is None else setting[v] for v in variables])
+    unset = np.isnan(out)
+    if unset.any():  # a variable set to None keeps the default
+        if default is None:
+            raise ValueError(f"{where} is None for {sorted(set(variables[unset]))}")
+        out[unset] = default[unset]
+    return out
