@@ -95,6 +95,10 @@ class SynthObsConfig:
     northern_fraction: float = 0.75  # share of stations north of the equator
     hours: list[int] = dataclasses.field(default_factory=lambda: [0, 12])
     station_list: str = ""  # optional IGRA2 station list: use its coordinates
+    # how the stations see the truth: bicubic = the likelihood's default operator, so the
+    # stated error_std is the whole observation error; bilinear adds a representativeness
+    # error that Sigma_y does not know (measured in docs/calibration.md)
+    method: Literal["bicubic", "bilinear"] = "bicubic"
     # observation error std per base variable, physical units
     error_std: dict[str, float] = dataclasses.field(default_factory=lambda: {
         "temperature": 1.0, "u_component_of_wind": 2.0,
@@ -348,7 +352,7 @@ class GriddedSourceConfig:
     weight: float = 1.0
     grid: str = "equiangular_8x16"
     method: Literal["bicubic", "area"] = "bicubic"
-    noise_std: float = 0.0  # normalised units, added to the coarse truth
+    noise_std: float | None = None  # normalised; None = sqrt(sigma_y), the stated error
     sigma_y: float = 0.01  # normalised variance
     gamma: float = 0.1
     background_check: float = 0.0  # k, as for stations; 0 = off
@@ -361,21 +365,42 @@ class GriddedSourceConfig:
             grid_from_name(self.grid)
         except ValueError as err:
             raise ConfigError(f"{path}.grid: {err}") from None
-        _non_negative(self, path, "weight", "gamma", "noise_std", "background_check")
+        _non_negative(self, path, "weight", "gamma", "background_check")
         _positive(self, path, "sigma_y", "background_std")
+        if self.noise_std is not None:
+            _non_negative(self, path, "noise_std")
 
 
 @dataclasses.dataclass
 class EmulatorSourceConfig:
-    """The emulator forecast as a coarse pseudo-observation (forecast and reinit modes)."""
+    """The emulator forecast as a coarse pseudo-observation (forecast and reinit modes).
+
+    ``error_model``: ``statistics`` (Σ_y from the emulator's forecast-error statistics
+    at the forecast's lead, ``cycler emulator errors``; ``statistics`` names the file,
+    "" = ``errors.nc`` in the emulator checkpoint) or ``constant`` (``sigma_y``).
+    ``covariance``: ``spectral`` (errors correlated in space, isotropic: independent
+    per spherical-harmonic coefficient) or ``diagonal`` (independent per grid point).
+    ``gamma``: Γ̂ as a point variance, or ``prior``: the Gaussian-prior Γ̂_l(σ) from the
+    statistics' climatological spectrum (needs ``statistics``).
+    """
 
     weight: float = 1.0  # lambda of eq. 14 (on this term)
-    sigma_y: float = 0.1  # normalised variance
-    gamma: float = 0.1
+    error_model: Literal["statistics", "constant"] = "statistics"
+    statistics: str = ""  # "" = errors.nc in the emulator checkpoint
+    covariance: Literal["spectral", "diagonal"] = "spectral"
+    error_scale: float = 1.0  # multiplies the statistics' Sigma_y
+    sigma_y: float = 0.1  # normalised variance (error_model constant)
+    gamma: typing.Union[float, Literal["prior"]] = 0.1
 
     def validate(self, path: str) -> None:
-        _non_negative(self, path, "weight", "gamma")
-        _positive(self, path, "sigma_y")
+        _non_negative(self, path, "weight")
+        _positive(self, path, "sigma_y", "error_scale")
+        if self.gamma != "prior":
+            _non_negative(self, path, "gamma")
+        if self.error_model == "constant" and (self.gamma == "prior"
+                                                or self.covariance == "spectral"):
+            raise ConfigError(f"{path}: error_model constant has no spectrum; use "
+                              "covariance diagonal and a number for gamma")
 
 
 @dataclasses.dataclass

@@ -29,28 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from dafusion.grids import AnyGrid, LegendreGaussGrid
+from dafusion.grids import AnyGrid
 from dafusion.interp import PointInterpolation
-from dafusion.spectra import legendre
+from dafusion.spectra import analysis_matrix, legendre
 
 
 def max_degree(grid: AnyGrid) -> int:
     """The largest degree a grid holds: Gauss exactness (LG), fit size (others), Nyquist."""
     return min(grid.nlat - 1, grid.nlon // 2 - 1)
-
-
-def _analysis(grid: AnyGrid, lmax: int) -> np.ndarray:
-    """A[m, l, lat]: coefficient a_lm = Σ_lat A[m, l, lat] f_m(lat) (orthonormal P̄)."""
-    mu = np.sin(np.deg2rad(grid.lat))
-    p = legendre(lmax, mu)  # (m, l, lat)
-    if isinstance(grid, LegendreGaussGrid):
-        return p * (2.0 * grid.lat_weights)[None, None, :]  # ∫ f P̄ dμ by Gauss quadrature
-    w = np.sqrt(grid.lat_weights)
-    out = np.zeros_like(p)
-    for m in range(lmax + 1):
-        basis = p[m, m:].T  # (lat, l - m)
-        out[m, m:] = np.linalg.pinv(basis * w[:, None]) * w[None, :]
-    return out
 
 
 class SpectralRegridder(nn.Module):
@@ -67,7 +53,7 @@ class SpectralRegridder(nn.Module):
         # analyse with every degree the source holds, then truncate: a least-squares
         # fit with fewer degrees would alias the higher ones into the kept ones
         keep = slice(0, self.lmax + 1)
-        analysis = _analysis(src, max_degree(src))[keep, keep]
+        analysis = analysis_matrix(src, max_degree(src))[keep, keep]
         maps = np.einsum("mld,mls->mds", synthesis, analysis)
         self.register_buffer("maps", torch.as_tensor(maps))  # (m, lat_dst, lat_src)
 

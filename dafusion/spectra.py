@@ -10,9 +10,12 @@ second-order accurate for cell-centred equiangular grids).
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from dafusion.grids import AnyGrid
+import numpy as np
+import torch
+
+from dafusion.grids import AnyGrid, LegendreGaussGrid
 
 
 def legendre(lmax: int, mu: np.ndarray) -> np.ndarray:
@@ -58,3 +61,33 @@ def power_spectrum(field: np.ndarray, grid: AnyGrid, lmax: int | None = None) ->
     power = np.abs(coef) ** 2
     power[..., 1:, :] *= 2.0  # m > 0 stands for ±m of a real field
     return power.sum(axis=-2)
+
+
+def analysis_matrix(grid: AnyGrid, lmax: int) -> np.ndarray:
+    """A[m, l, lat]: b_lm = Σ_lat A[m, l, lat] f_m(lat), f_m the forward-normalised rfft.
+
+    Gauss quadrature on a Legendre-Gauss grid (exact for band-limited fields); a
+    weighted least-squares fit of every degree the grid holds on other grids.
+    The orthonormal coefficient on the unit sphere is a_lm = sqrt(2π) b_lm.
+    """
+    mu = np.sin(np.deg2rad(grid.lat))
+    p = legendre(lmax, mu)  # (m, l, lat)
+    if isinstance(grid, LegendreGaussGrid):
+        return p * (2.0 * grid.lat_weights)[None, None, :]
+    w = np.sqrt(grid.lat_weights)
+    out = np.zeros_like(p)
+    for m in range(lmax + 1):
+        basis = p[m, m:].T  # (lat, l - m)
+        out[m, m:] = np.linalg.pinv(basis * w[:, None]) * w[None, :]
+    return out
+
+
+def coefficient_power(field: torch.Tensor, analysis: torch.Tensor) -> torch.Tensor:
+    """``(..., lat, lon)`` -> ``(..., m, l)``: w_m |a_lm|² (w_0 = 1, w_m = 2 for m > 0), so
+    that the sum over m is the power E(l) and over (m, l) the integral ∫ f² dΩ."""
+    lmax = analysis.shape[0] - 1
+    fm = torch.fft.rfft(field, dim=-1, norm="forward")[..., : lmax + 1]  # (..., lat, m)
+    b = torch.einsum("mls,...sm->...ml", analysis.to(fm.dtype), fm)
+    w = torch.full((lmax + 1, 1), 2.0, dtype=field.dtype, device=field.device)
+    w[0] = 1.0
+    return 2 * math.pi * w * b.abs() ** 2

@@ -114,7 +114,21 @@ def prior_checkpoint(path: Path, truth: Path) -> Path:
 
 
 def emulator_checkpoint(path: Path) -> Path:
-    return save_emulator(path, tiny_sfno(stats=CYCLE_EMULATOR_STATS), {"note": "untrained"})
+    """The tiny SFNO's checkpoint, with its error statistics (``errors.nc``) as shipped."""
+    from dafusion.io import write_netcdf
+
+    model = tiny_sfno(stats=CYCLE_EMULATOR_STATS)
+    out = save_emulator(path, model, {"note": "untrained"})
+    write_netcdf(emulator_errors(model), out / "errors.nc")
+    return out
+
+
+def emulator_errors(model, truth: GriddedSource | None = None) -> xr.Dataset:
+    """The model's error statistics on the fake truth: 3 initial times, leads to 48 h."""
+    from dafusion.emulator.errors import error_statistics
+
+    truth = truth or truth_source()
+    return error_statistics(model, truth.select(list(model.channels)), truth.times[:3], 8)
 
 
 # --------------------------------------------------------------------------- experiments
@@ -145,7 +159,10 @@ def experiment(*settings: str, emulator=None, table=None):
         emulator = tiny_sfno(stats=CYCLE_EMULATOR_STATS)
     if table is None:
         table = observation_table(cfg, truth, {})
-    return Experiment(cfg, truth, denoiser, normaliser, emulator, table)
+    errors = None
+    if emulator is not None and cfg.run.sources.emulator.error_model == "statistics":
+        errors = emulator_errors(emulator, truth)
+    return Experiment(cfg, truth, denoiser, normaliser, emulator, table, errors)
 
 
 # --------------------------------------------------------------------------- exact answers
@@ -176,6 +193,7 @@ class LinearObs:
     gamma: object
     weight: float
     index: torch.Tensor
+    covariance: object = None
 
     def __post_init__(self) -> None:
         validate_term(self)

@@ -174,6 +174,7 @@ def _one_station(gamma: float, clip: float = 0.0, members: int = 200) -> tuple:
         sigma_y: float = 0.01
         gamma: float = 1.0
         weight: float = 1.0
+        covariance: None = None
 
         def operator(self, x):
             return interp.apply(x)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from conftest import real_file
 from dafusion.config import SynthObsConfig
@@ -7,6 +8,8 @@ from dafusion.data import GriddedSource
 from dafusion.grids import EquiangularGrid
 from dafusion.obs.igra import read_station_list
 from dafusion.interp import interpolate
+from dafusion.normalise import Normaliser
+from dafusion.obs.stations import StationObs
 from dafusion.obs.synth import Network, land_network, station_list_network, synthesise
 
 
@@ -52,13 +55,23 @@ def test_bilinear_clamps_beyond_the_outermost_rows():
 def test_synthesise_observes_the_truth_with_the_stated_noise(wb2_zarr):
     source = GriddedSource.open(wb2_zarr, ["t850", "z500", "sp"])
     net = Network(np.array(["A", "B"]), np.array([10.0, -30.0]), np.array([20.0, 300.0]))
-    exact = synthesise(source, net, SynthObsConfig(
-        error_std={"temperature": 1e-9, "geopotential": 1e-9, "surface_pressure": 1e-9}))
+    tiny = {"temperature": 1e-9, "geopotential": 1e-9, "surface_pressure": 1e-9}
+    exact = synthesise(source, net, SynthObsConfig(error_std=tiny, method="bilinear"))
     assert len(exact) == 4 * 3 * 2  # 00 and 12 UTC on two days x three channels x two stations
     truth = bilinear(source.at("2020-01-01T12").values, source.grid, net.lat, net.lon)
     rows = exact.time == np.datetime64("2020-01-01T12", "ns")
     assert exact.value[rows] == pytest.approx(truth.ravel(), abs=1e-6)
     assert list(exact.level[rows][:2]) == [850.0, 850.0] and np.isnan(exact.level[rows][-1])
+    # the default operator is the likelihood's (bicubic): the stated error is the whole error
+    cubic = synthesise(source, net, SynthObsConfig(error_std=tiny))
+    assert not np.allclose(cubic.value, exact.value, rtol=0, atol=1e-3)
+    norm = Normaliser.fit(source.stack().load(), source.grid)
+    t = np.datetime64("2020-01-01T12", "ns")
+    term = StationObs.from_table(cubic, channels=["t850", "z500", "sp"], normaliser=norm,
+                                 grid=source.grid, time=t, window_hours=1, method="bicubic",
+                                 sigma_y=None, gamma=0.1, weight=1.0)
+    state = torch.as_tensor(norm.normalise(source.stack().sel(time=t).values))[None]
+    assert term.operator(state)[0].numpy() == pytest.approx(term.y.numpy(), abs=1e-5)
     cfg = SynthObsConfig(error_std={"temperature": 1.5, "geopotential": 80.0,
                                     "surface_pressure": 100.0})
     noisy = synthesise(source, net, cfg)
@@ -72,7 +85,8 @@ def test_noise_has_the_configured_std(wb2_zarr):
     source = GriddedSource.open(wb2_zarr, ["t850"])
     n = 4000
     net = Network(np.arange(n).astype(str), np.zeros(n), np.full(n, 45.0))
-    obs = synthesise(source, net, SynthObsConfig(error_std={"temperature": 2.0}, hours=[0]))
+    obs = synthesise(source, net, SynthObsConfig(error_std={"temperature": 2.0}, hours=[0],
+                                                 method="bilinear"))
     truth = bilinear(source.at("2020-01-01T00").values, source.grid, net.lat, net.lon)[0]
     resid = obs.value[: n] - truth
     assert np.std(resid) == pytest.approx(2.0, rel=0.05) and abs(np.mean(resid)) < 0.1

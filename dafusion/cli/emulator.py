@@ -165,6 +165,63 @@ def emulator_report(config_path: str | None, overrides: tuple[str, ...],
         click.echo(f"wrote {f}")
 
 
+@emulator.command("errors")
+@config_options
+@click.option("--checkpoint", type=click.Path(file_okay=False),
+              help="Checkpoint (default: emulator.checkpoint, else the demo emulator).")
+@click.option("--truth", required=True, type=click.Path(exists=True),
+              help="Truth the evaluation never sees (e.g. a nature run of another world seed).")
+@click.option("--start", required=True, help="First initial time (ISO).")
+@click.option("--end", required=True, help="Last initial time (ISO), inclusive.")
+@click.option("--every-hours", default=12, show_default=True, type=int)
+@click.option("--days", default=7.0, show_default=True, type=float, help="Longest lead.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="netCDF to write; errors.nc in the checkpoint is found by default.")
+@click.option("--force", is_flag=True)
+@friendly
+def emulator_errors(config_path: str | None, overrides: tuple[str, ...],
+                    checkpoint: str | None, truth: str, start: str, end: str, every_hours: int,
+                    days: float, out: str, force: bool) -> None:
+    """Forecast-error spectra per lead and channel: the pseudo-observation's error model."""
+    from dafusion.data import GriddedSource
+    from dafusion.emulator.checkpoint import load_emulator
+    from dafusion.emulator.errors import error_statistics, point_rmse
+    from dafusion.io import write_netcdf
+
+    cfg = load_config(config_path, overrides)
+    if Path(out).exists() and not force:
+        raise FileExistsError(f"{out}: already exists; pass --force to overwrite")
+    path = _checkpoint(cfg, checkpoint)
+    model = load_emulator(path)
+    source = GriddedSource.open(truth, model.channels)
+    first, last = (_time(value, key) for value, key in ((start, "--start"), (end, "--end")))
+    inits = np.arange(first, last + np.timedelta64(1, "s"),
+                      np.timedelta64(every_hours, "h")).astype("datetime64[ns]")
+    hours = model.meta.time_step_hours
+    if (days * 24) % hours:
+        raise ValueError(f"--days {days}: not a whole number of {hours}-hour steps")
+    stats = error_statistics(model, source, inits, int(days * 24 // hours),
+                             cfg.emulator.regrid, progress=progress_bar)
+    stats.attrs.update({"emulator": Path(path).name,
+                        "command": " ".join(["cycler"] + sys.argv[1:])})
+    write_netcdf(stats, out, force=force)
+    rmse = point_rmse(stats)
+    click.echo(f"wrote {out}: {inits.size} initial times, leads "
+               f"{int(stats.lead_hours[0])}..{int(stats.lead_hours[-1])} h; error std at a point:")
+    for lead in (12, 72, 168):
+        if lead in stats.lead_hours:
+            row = rmse.sel(lead_hours=lead)
+            click.echo(f"  {lead:4d} h  " + "  ".join(
+                f"{c} {float(v):.3g}" for c, v in zip(model.channels, row.values)))
+
+
+def _time(value: str, key: str) -> np.datetime64:
+    try:
+        return np.datetime64(value, "ns")
+    except ValueError:
+        raise ValueError(f"{key} {value!r}: not a date/time") from None
+
+
 @emulator.command("import-lucie")
 @config_options
 @click.option("--weights", required=True, type=click.Path(dir_okay=False, exists=True),

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 
 from dafusion.config import Config
 from dafusion.cycler import seeding
@@ -55,6 +56,7 @@ class Experiment:
     normaliser: Normaliser
     emulator: ForecastModel | None = None  # None in plain mode
     table: ObservationTable | None = None  # None without station observations
+    emulator_errors: xr.Dataset | None = None  # its error statistics (emulator.errors)
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -84,6 +86,8 @@ class Experiment:
                            f"which is an analysis channel {self.channels}")
         if self.emulator is not None:
             self.truth.select(self.emulator.channels)  # its initial state comes from the truth
+            if run.sources.emulator.error_model == "statistics":
+                self._check_errors()
         if run.sources.stations.enabled:
             _check_observations(self.table, self.times, run.sources.stations.window_hours,
                                 run.observations or "synthesised")
@@ -96,6 +100,22 @@ class Experiment:
         if has_source and run.unconditional:
             raise RunError("run.unconditional=true but observation sources are enabled; "
                            "disable them (stations, gridded) and use mode plain")
+
+    def _check_errors(self) -> None:
+        stats, emu = self.emulator_errors, self.emulator
+        if stats is None:
+            raise RunError("run.sources.emulator.error_model=statistics but the experiment has "
+                           "no emulator error statistics (cycler emulator errors)")
+        channels = list(stats["channel"].values)
+        missing = [c for c in emu.output_channels if c not in channels]
+        if missing or stats.attrs.get("grid") != emu.grid.name:
+            raise RunError(f"the emulator error statistics ({stats.attrs.get('grid')}, "
+                           f"{channels}) do not cover the emulator ({emu.grid.name}, "
+                           f"{list(emu.output_channels)})")
+        longest = float(stats["lead_hours"].values[-1])
+        if self.cfg.run.mode == "forecast" and longest < self.cfg.run.days * 24:
+            raise RunError(f"the emulator error statistics reach {longest:.0f} h, the "
+                           f"forecast-mode window is {self.cfg.run.days * 24:.0f} h")
 
     def mode(self) -> Mode:
         """The configured mode, at the first cycle."""
@@ -142,14 +162,31 @@ def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
     inputs: dict[str, Any] = {
         "truth": {"file": truth_path.name, "bytes": _size(truth_path)},
         "prior": {"checkpoint": prior_path.name, "weights_sha256": sha256(prior_path / "weights.pt")}}
-    emulator = None
+    emulator, errors = None, None
     if cfg.run.mode != "plain":
         emulator_path = Path(cfg.emulator.checkpoint or demo_emulator_path())
         emulator = load_emulator(emulator_path, device=dev)
         inputs["emulator"] = {"checkpoint": emulator_path.name,
                               "weights_sha256": sha256(emulator_path / "weights.pt")}
+        errors = _emulator_errors(cfg, emulator_path, emulator, inputs)
     table = observation_table(cfg, truth, inputs)
-    return Experiment(cfg, truth, denoiser, normaliser, emulator, table, dev, inputs)
+    return Experiment(cfg, truth, denoiser, normaliser, emulator, table, errors, dev, inputs)
+
+
+def _emulator_errors(cfg: Config, checkpoint: Path, emulator: ForecastModel,
+                     inputs: dict[str, Any]) -> xr.Dataset | None:
+    """The emulator's error statistics named by ``run.sources.emulator``, or None."""
+    from dafusion.emulator.errors import FILE, load_statistics
+
+    e = cfg.run.sources.emulator
+    if e.error_model != "statistics":
+        return None
+    path = Path(e.statistics or checkpoint / FILE)
+    stats = load_statistics(path, list(emulator.output_channels), emulator.grid.name)
+    inputs["emulator_errors"] = {"file": path.name, "sha256": sha256(path),
+                                 "made_from": stats.attrs.get("truth", "?"),
+                                 "inits": stats.attrs.get("inits", "?")}
+    return stats
 
 
 def observation_table(cfg: Config, truth: GriddedSource,

@@ -18,8 +18,10 @@ forecast that is the next pseudo-observation (IGRA+LUCIE Reinitialized);
 ``run.reinit = mean`` starts one forecast from the ensemble mean (the paper's
 Figure 17b), ``members`` one per member, each guiding its own member.
 
-In both emulator modes the first analysis sees the initial state itself (the
-forecast at lead 0), and the background is the emulator state regridded to the
+The pseudo-observation carries its lead (forecast: since the first analysis;
+reinit: one cycle, 0 at the first), which selects its error statistics. In both
+emulator modes the first analysis sees the initial state itself (the forecast at
+lead 0), and the background is the emulator state regridded to the
 analysis grid, the channels it lacks taken from the previous analysis.
 """
 
@@ -43,6 +45,7 @@ class EmulatorState:
 
     values: np.ndarray  # (1 or M, C_f, h, w)
     channels: list[str]
+    lead_hours: float = 0.0  # since the forecast's initial state (its error model's lead)
 
 
 class Mode(Protocol):
@@ -94,7 +97,11 @@ class EmulatorMode:
         self.previous: np.ndarray | None = None
 
     def pseudo_obs(self, cycle: int) -> EmulatorState:
-        return self.current
+        return dataclasses.replace(self.current, lead_hours=self.lead_hours(cycle))
+
+    def lead_hours(self, cycle: int) -> float:
+        """The lead of the state valid at analysis ``cycle``."""
+        raise NotImplementedError
 
     def background(self, cycle: int) -> np.ndarray | None:
         if self.previous is None:
@@ -134,6 +141,9 @@ class ForecastMode(EmulatorMode):
         n = int(round((self.times[-1] - self.times[0]) / self.emulator.time_step))
         self.forecast = self.emulator.forecast(self.initial, n).values[:, 0]  # (lead, C, h, w)
 
+    def lead_hours(self, cycle: int) -> float:
+        return float((self.times[cycle] - self.times[0]) / np.timedelta64(1, "h"))
+
     def next_state(self, cycle: int, analysis: np.ndarray) -> np.ndarray:
         lead = int((self.times[cycle + 1] - self.times[0]) / self.emulator.time_step)
         return self.forecast[lead - 1][None]  # lead 1 is index 0
@@ -145,6 +155,10 @@ class ReinitMode(EmulatorMode):
     def __init__(self, *args, members: bool = False, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         self.members = members
+
+    def lead_hours(self, cycle: int) -> float:
+        return 0.0 if cycle == 0 else float((self.times[cycle] - self.times[cycle - 1])
+                                            / np.timedelta64(1, "h"))
 
     def next_state(self, cycle: int, analysis: np.ndarray) -> np.ndarray:
         steps = int((self.times[cycle + 1] - self.times[cycle]) / self.emulator.time_step)

@@ -3,7 +3,8 @@
 * ``stations``: the observation table's rows within ±window of the analysis time;
 * ``gridded``: the truth coarsened (the paper's LR) plus seeded noise, in the OSSE;
 * ``emulator``: the mode's emulator state valid at the analysis, a coarse
-  pseudo-observation on the emulator grid.
+  pseudo-observation on the emulator grid, its error from the emulator's error
+  statistics at the state's lead (or one constant).
 
 Every setting (Σ_y, Γ̂, λ, operator) comes from the configuration; the
 handlers in ``dafusion.obs`` have no defaults of their own.
@@ -11,13 +12,14 @@ handlers in ``dafusion.obs`` have no defaults of their own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from dafusion.cycler import seeding
 from dafusion.cycler.modes import EmulatorState
+from dafusion.emulator.errors import at_lead
 from dafusion.grids import grid_from_name
 from dafusion.obs.forecast import ForecastObs
 from dafusion.obs.gridded import Coarsening, GriddedObs
@@ -55,7 +57,8 @@ def cycle_terms(exp: Experiment, cycle: int, t: np.datetime64, truth_n: torch.Te
         g = src.gridded
         term = GriddedObs.from_truth(
             truth_n, Coarsening(exp.grid, grid_from_name(g.grid), g.method),
-            noise_std=g.noise_std, generator=seeding.gridded_generator(exp.cfg.run.seed, cycle),
+            noise_std=g.sigma_y ** 0.5 if g.noise_std is None else g.noise_std,
+            generator=seeding.gridded_generator(exp.cfg.run.seed, cycle),
             sigma_y=g.sigma_y, gamma=g.gamma, weight=g.weight, name="gridded")
         terms.append(_checked(term, g, background_n))
     if pseudo is not None:
@@ -64,8 +67,21 @@ def cycle_terms(exp: Experiment, cycle: int, t: np.datetime64, truth_n: torch.Te
             values if values.shape[0] > 1 else values[0], forecast_grid=exp.emulator.grid,
             forecast_channels=pseudo.channels, channels=exp.channels,
             normaliser=exp.normaliser, grid=exp.grid, regrid=exp.cfg.emulator.regrid,
-            sigma_y=e.sigma_y, gamma=e.gamma, weight=e.weight, name="emulator"))
+            **_emulator_error(exp, pseudo), weight=e.weight, name="emulator"))
     return terms
+
+
+def _emulator_error(exp: Experiment, pseudo: EmulatorState) -> dict[str, Any]:
+    """Σ_y, Γ̂ and covariance of the emulator term: constant, or its error statistics at
+    the pseudo-observation's lead (``dafusion.emulator.errors``)."""
+    e = exp.cfg.run.sources.emulator
+    if e.error_model == "constant":
+        return {"sigma_y": e.sigma_y, "gamma": e.gamma, "covariance": "diagonal"}
+    stats = exp.emulator_errors
+    variance = at_lead(stats, pseudo.lead_hours, pseudo.channels) * e.error_scale
+    gamma = (stats["anomaly_variance"].sel(channel=pseudo.channels).values
+             if e.gamma == "prior" else e.gamma)
+    return {"sigma_y": variance, "gamma": gamma, "covariance": e.covariance}
 
 
 def _checked(term: LikelihoodTerm, settings: StationSourceConfig | GriddedSourceConfig,

@@ -8,6 +8,10 @@ normaliser converted its observations and error variances once):
 * ``gamma``: Γ̂ of eq. 13, broadcastable to ``y``: a constant as in the paper, or a
   function of σ ``(B,) -> broadcastable``;
 * ``weight``: λ_k, the term's weight in the sum of eq. 14;
+* ``covariance``: None (independent errors: ``sigma_y`` and ``gamma`` are the whole
+  error model) or an object whose ``mahalanobis(residual, sigma)`` is
+  rᵀ (Σ_y + σ² Γ̂)⁻¹ r with correlations (``obs.covariance``: dense, spectral); then
+  ``sigma_y`` and ``gamma`` are its diagonal, for diagnostics and the background check;
 * ``operator(x)``: the differentiable M_k, ``(B, C, H, W) -> (B, *obs_shape)``;
 * ``diagnostics()``: ``{"source", "used", "rejected": {reason: count}, ...}``.
 
@@ -32,6 +36,12 @@ import torch
 Gamma = Union[float, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
 
+class Covariance(Protocol):
+    """Σ_y + σ² Γ̂(σ) with correlations; see ``obs.covariance``."""
+
+    def mahalanobis(self, residual: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor: ...
+
+
 class LikelihoodTerm(Protocol):
     """One observation source of the guidance; see the module docstring."""
 
@@ -40,6 +50,7 @@ class LikelihoodTerm(Protocol):
     sigma_y: float | torch.Tensor
     gamma: Gamma
     weight: float
+    covariance: Covariance | None
 
     def operator(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -50,11 +61,16 @@ def sda_log_likelihood(term: LikelihoodTerm, x0: torch.Tensor,
                        sigma: torch.Tensor) -> torch.Tensor:
     """log N(y | M(x̂_0), Σ_y + σ² Γ̂) up to a constant, per member: ``(B,)``.
 
-    Eq. (13): −½ Σ (y − M(D_θ(x; σ)))² / (Σ_y + σ² Γ̂), every value independent
-    (diagonal Σ_y and Γ̂). The paper writes the score "∝" this quantity; we keep
-    the Gaussian ½, so that with λ_g = 1 and an exact Γ̂ the guidance is exact.
+    Eq. (13): −½ rᵀ (Σ_y + σ² Γ̂)⁻¹ r with r = y − M(D_θ(x; σ)): through the term's
+    ``covariance`` when it has one, else every value independent (diagonal Σ_y
+    and Γ̂). The paper writes the score "∝" this quantity; we keep the Gaussian ½,
+    so that with λ_g = 1 and an exact Γ̂ the guidance is exact (the paper's code
+    may omit it: ``prior.sampler.guidance_scale = 2`` is that convention).
     """
     pred = term.operator(x0)
+    if term.covariance is not None:
+        residual = (term.y - pred).reshape(pred.shape[0], -1)
+        return -0.5 * term.covariance.mahalanobis(residual, sigma)
     s2 = (sigma**2).reshape((-1,) + (1,) * (pred.dim() - 1))
     gamma = term.gamma(sigma) if callable(term.gamma) else term.gamma
     variance = term.sigma_y + s2 * gamma

@@ -8,12 +8,25 @@ band-limited fields), ``bilinear`` or ``bicubic``.
 
 Only channels that both the emulator and the analysis carry are used; the
 others are listed in ``rejected`` (counted per grid point).
+
+The error model (``from_forecast``):
+
+* ``sigma_y``: one normalised variance for every value, or the forecast-error
+  spectrum ``(C_f, lmax + 1)`` in physical units (``dafusion.emulator.errors``:
+  the variance per spherical-harmonic coefficient at this forecast's lead);
+* ``covariance``: ``spectral`` (errors independent per coefficient: correlated in
+  space, ``obs.covariance.SpectralCovariance``) or ``diagonal`` (independent per
+  grid point, with the spectrum's point variance);
+* ``gamma``: a point variance, or the climatological anomaly spectrum
+  ``(C_f, lmax + 1)`` (physical): the Gaussian-prior Γ̂_l(σ), exact for a Gaussian
+  isotropic prior with that spectrum (``obs.covariance.gaussian_prior_gamma``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+import math
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
@@ -21,8 +34,12 @@ from torch import nn
 
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
-from dafusion.obs.base import validate_term
+from dafusion.obs.base import Covariance, validate_term
+from dafusion.obs.covariance import (SpectralCovariance, gaussian_prior_gamma, white_gamma,
+                                     white_noise_variance)
 from dafusion.regrid import METHODS, make_regridder
+
+Spectrum = np.ndarray  # (channels, lmax + 1), physical units squared
 
 
 @dataclasses.dataclass
@@ -31,13 +48,14 @@ class ForecastObs:
 
     name: str
     y: torch.Tensor  # (n,) or (B, n) for one forecast per member
-    sigma_y: float
-    gamma: float
+    sigma_y: float | torch.Tensor  # the point variance, (n,) with a spectrum
+    gamma: float | Callable[[torch.Tensor], torch.Tensor]  # point value, or of σ: (B, n)
     weight: float
     regridder: nn.Module  # (B, C, H, W) -> (B, C, h, w)
     channel_index: list[int]  # analysis channels that the forecast carries
     channels: list[str]
     rejected: dict[str, int]
+    covariance: Covariance | None = None  # SpectralCovariance of the forecast error
     pseudo_observation: ClassVar[bool] = True  # y is the background: no O−B
 
     def __post_init__(self) -> None:
@@ -51,9 +69,11 @@ class ForecastObs:
     @classmethod
     def from_forecast(cls, forecast: np.ndarray, *, forecast_grid: AnyGrid,
                       forecast_channels: list[str], channels: list[str],
-                      normaliser: Normaliser, grid: AnyGrid, regrid: str, sigma_y: float,
-                      gamma: float, weight: float, name: str = "emulator") -> "ForecastObs":
-        """``forecast``: ``(C_f, h, w)`` or ``(B, C_f, h, w)`` (one per member), physical."""
+                      normaliser: Normaliser, grid: AnyGrid, regrid: str,
+                      sigma_y: float | Spectrum, gamma: float | Spectrum, weight: float,
+                      covariance: str = "diagonal", name: str = "emulator") -> "ForecastObs":
+        """``forecast``: ``(C_f, h, w)`` or ``(B, C_f, h, w)`` (one per member), physical;
+        the error model: see the module docstring."""
         if regrid not in METHODS:
             raise ValueError(f"observation source '{name}': regrid {regrid!r} is not available; "
                              f"use one of {METHODS}")
@@ -78,9 +98,48 @@ class ForecastObs:
         picked = fc[:, [forecast_channels.index(c) for c in shared]]
         normalised = normaliser.normalise_at(picked, np.array(idx)[None, :, None, None])
         y = torch.as_tensor(normalised.reshape(fc.shape[0], -1), dtype=torch.float32)
-        return cls(name, y if per_member else y[0], sigma_y, gamma, weight,
-                   make_regridder(grid, forecast_grid, regrid), idx, shared, rejected)
+        pick = [forecast_channels.index(c) for c in shared]
+        inv_std2 = normaliser.scale_at(np.ones(len(idx)), np.array(idx))[:, None] ** 2
+        error = _error_model(
+            sigma_y if np.isscalar(sigma_y) else np.asarray(sigma_y)[pick] * inv_std2,
+            gamma if np.isscalar(gamma) else np.asarray(gamma)[pick] * inv_std2,
+            covariance, forecast_grid, grid, f"observation source '{name}'")
+        return cls(name, y if per_member else y[0], *error[:2], weight,
+                   make_regridder(grid, forecast_grid, regrid), idx, shared, rejected,
+                   error[2])
 
     def diagnostics(self) -> dict[str, object]:
         return {"source": self.name, "used": int(self.y.shape[-1]),
                 "rejected": dict(self.rejected), "channels": list(self.channels)}
+
+
+def _error_model(sigma_y: float | np.ndarray, gamma: float | np.ndarray, covariance: str,
+                 forecast_grid: AnyGrid, grid: AnyGrid, where: str
+                 ) -> tuple[float | torch.Tensor, float | Callable, Covariance | None]:
+    """(point Σ_y, point Γ̂, covariance or None) from normalised values or spectra."""
+    if covariance not in ("spectral", "diagonal"):
+        raise ValueError(f"{where}: covariance {covariance!r}: use 'spectral' or 'diagonal'")
+    if np.isscalar(sigma_y):
+        if covariance == "spectral" or not np.isscalar(gamma):
+            raise ValueError(f"{where}: a spectral covariance or Γ̂ needs the error spectrum")
+        return float(sigma_y), float(gamma), None
+    variance = torch.as_tensor(sigma_y, dtype=torch.float64)
+    channels, lmax = variance.shape
+    if np.isscalar(gamma):
+        spectral_gamma = white_gamma(float(gamma), lmax - 1, channels)
+    else:
+        spectral_gamma = gaussian_prior_gamma(torch.as_tensor(gamma, dtype=torch.float64),
+                                              white_noise_variance(grid, lmax - 1))
+    cov = SpectralCovariance(forecast_grid, variance, spectral_gamma, where)
+    npts = forecast_grid.nlat * forecast_grid.nlon
+    point = torch.repeat_interleave(cov.point_variance(), npts)  # (n,), channel-major
+    ell = torch.arange(lmax, dtype=torch.float64)
+
+    def point_gamma(sigma: torch.Tensor) -> torch.Tensor:
+        values = spectral_gamma(sigma) if callable(spectral_gamma) else spectral_gamma[None]
+        per_channel = (values * (2 * ell + 1)).sum(-1) / (4 * math.pi)  # (B, C)
+        return torch.repeat_interleave(per_channel, npts, dim=-1)
+
+    if covariance == "spectral":
+        return point, point_gamma, cov
+    return point, point_gamma, None

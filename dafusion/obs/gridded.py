@@ -19,7 +19,7 @@ import dataclasses
 import torch
 
 from dafusion.grids import EquiangularGrid
-from dafusion.obs.base import validate_term
+from dafusion.obs.base import Covariance, validate_term
 from dafusion.regrid import PointRegridder
 
 
@@ -64,6 +64,7 @@ class GriddedObs:
     gamma: float
     weight: float
     coarsening: Coarsening
+    covariance: Covariance | None = None
 
     def __post_init__(self) -> None:
         validate_term(self)

@@ -15,6 +15,7 @@ import dataclasses
 import torch
 
 from dafusion.obs.base import LikelihoodTerm, validate_term
+from dafusion.obs.covariance import DenseCovariance
 
 
 @dataclasses.dataclass
@@ -32,6 +33,7 @@ class CheckedObs:
     sigma_y: float | torch.Tensor = dataclasses.field(init=False)
     gamma: float | torch.Tensor = dataclasses.field(init=False)
     weight: float = dataclasses.field(init=False)
+    covariance: DenseCovariance | None = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         if callable(self.source.gamma):
@@ -41,7 +43,19 @@ class CheckedObs:
         self.y = self.source.y.reshape(-1)[self.keep]
         self.sigma_y, self.gamma = self._select(self.source.sigma_y), self._select(
             self.source.gamma)
+        self.covariance = self._restricted(self.source.covariance)
         validate_term(self)
+
+    def _restricted(self, cov: object) -> DenseCovariance | None:
+        """The dense covariance of the kept observations (rows and columns)."""
+        if cov is None:
+            return None
+        if not isinstance(cov, DenseCovariance) or callable(cov.gamma):
+            raise ValueError(f"background check of '{self.source.name}': only a dense "
+                             "covariance with a constant Γ̂ can be restricted")
+        k = self.keep
+        return DenseCovariance(cov.sigma_y[k][:, k], torch.as_tensor(cov.gamma)[k][:, k],
+                               self.source.name)
 
     def _select(self, value: float | torch.Tensor) -> float | torch.Tensor:
         if not isinstance(value, torch.Tensor) or value.dim() == 0:

@@ -26,7 +26,7 @@ import torch
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
 from dafusion.interp import PointInterpolation
-from dafusion.obs.base import validate_term
+from dafusion.obs.base import Covariance, validate_term
 from dafusion.obs.table import ObservationTable
 from dafusion.variables import parse_channels
 
@@ -43,6 +43,7 @@ class StationObs:
     interpolation: PointInterpolation
     rows: ObservationTable  # the rows used, physical units
     rejected: dict[str, int]
+    covariance: Covariance | None = None  # None: independent errors
 
     def __post_init__(self) -> None:
         validate_term(self)

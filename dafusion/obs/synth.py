@@ -4,7 +4,9 @@ Stations are either drawn with a fixed seed on land (``global-land-mask``),
 northern-hemisphere heavy like the real radiosonde network, or placed at the
 coordinates of a real IGRA2 station list. Each station observes every channel
 of the truth at the configured hours (00 and 12 UTC by default): the truth
-interpolated bilinearly to the station (periodic in longitude; beyond the
+interpolated to the station (``obs.method``: bicubic by default, the likelihood's
+own operator, so that the stated error is the whole error; bilinear adds an
+unmodelled representativeness error; periodic in longitude, beyond the
 outermost latitude row the row is used), plus Gaussian noise of the configured
 std. The noise of valid time t is drawn from a generator seeded by
 (seed, hours since 1970 of t), so a table made for a sub-window is exactly the
@@ -86,7 +88,7 @@ def synthesise(source: GriddedSource, network: Network, cfg: SynthObsConfig,
     tables = []
     for t in times:
         truth = interpolate(source.at(t).values, source.grid, network.lat,  # (ch, st)
-                            network.lon, "bilinear")
+                            network.lon, cfg.method)
         rng = np.random.default_rng([cfg.seed, int(t.astype("datetime64[h]").astype(np.int64))])
         value = truth + std[:, None] * rng.standard_normal((n_ch, n_st))
         tables.append(ObservationTable(

@@ -24,7 +24,7 @@ from dafusion.prior.sampler import EDMSampler, member_generators
 
 
 class Stations:
-    name, sigma_y, gamma, weight = "stations", 5e-4, 1e-5, 1.0
+    name, sigma_y, gamma, weight, covariance = "stations", 5e-4, 1e-5, 1.0, None
 
     def __init__(self, n_values: int, size: int, device: torch.device):
         gen = torch.Generator().manual_seed(0)

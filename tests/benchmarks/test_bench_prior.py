@@ -30,6 +30,7 @@ class PointObs:
     sigma_y: float = 0.01
     gamma: float = 0.1
     weight: float = 1.0
+    covariance: None = None
     index: torch.Tensor = dataclasses.field(
         default_factory=lambda: torch.randperm(SHAPE[0] * 32 * 64,
                                                generator=torch.Generator().manual_seed(0))[:600])
