@@ -195,6 +195,7 @@ class SamplerConfig:
     S_noise: float = 1.0
     guidance_scale: float = 1.0  # lambda_g
     guidance_clip: float = 0.0  # max RMS per member of the guidance drift; 0 = off
+    guidance_bound: bool = True  # never step past the observations (prior.guidance)
 
     def validate(self, path: str) -> None:
         if self.steps < 1:
@@ -378,17 +379,24 @@ class EmulatorSourceConfig:
     ``error_model``: ``statistics`` (Σ_y from the emulator's forecast-error statistics
     at the forecast's lead, ``cycler emulator errors``; ``statistics`` names the file,
     "" = ``errors.nc`` in the emulator checkpoint) or ``constant`` (``sigma_y``).
-    ``covariance``: ``spectral`` (errors correlated in space, isotropic: independent
-    per spherical-harmonic coefficient) or ``diagonal`` (independent per grid point).
+    ``covariance``: ``multivariate`` (errors correlated in space, isotropic: independent
+    per spherical-harmonic coefficient, correlated between channels per degree),
+    ``spectral`` (the same with independent channels) or ``diagonal`` (independent
+    per grid point and channel).
     ``gamma``: Γ̂ as a point variance, or ``prior``: the Gaussian-prior Γ̂_l(σ) from the
-    statistics' climatological spectrum (needs ``statistics``).
+    statistics' climatological spectrum (needs ``statistics``). ``adaptive``: scale
+    Σ_y per channel every cycle from the stations' innovations (``cycler.adaptive``).
+    ``perturb``: perturbed pseudo-observations, member m's forecast plus a draw of
+    the error model (``obs.forecast``).
     """
 
     weight: float = 1.0  # lambda of eq. 14 (on this term)
     error_model: Literal["statistics", "constant"] = "statistics"
     statistics: str = ""  # "" = errors.nc in the emulator checkpoint
-    covariance: Literal["spectral", "diagonal"] = "spectral"
+    covariance: Literal["multivariate", "spectral", "diagonal"] = "multivariate"
     error_scale: float = 1.0  # multiplies the statistics' Sigma_y
+    adaptive: bool = False  # scale Sigma_y per channel from the stations' innovations
+    perturb: bool = True  # member m sees the forecast plus its own draw of the errors
     sigma_y: float = 0.1  # normalised variance (error_model constant)
     gamma: typing.Union[float, Literal["prior"]] = 0.1
 
@@ -397,8 +405,8 @@ class EmulatorSourceConfig:
         _positive(self, path, "sigma_y", "error_scale")
         if self.gamma != "prior":
             _non_negative(self, path, "gamma")
-        if self.error_model == "constant" and (self.gamma == "prior"
-                                                or self.covariance == "spectral"):
+        if self.error_model == "constant" and (self.gamma == "prior" or self.adaptive
+                                                or self.covariance != "diagonal"):
             raise ConfigError(f"{path}: error_model constant has no spectrum; use "
                               "covariance diagonal and a number for gamma")
 
@@ -422,7 +430,8 @@ class RunConfig:
     seed: int = 0
     truth: str = ""  # "" = the shipped demo truth
     observations: str = ""  # an observation table; "" = synthesise from the truth (obs section)
-    reinit: Literal["mean", "members"] = "mean"
+    reinit: Literal["mean", "members"] = "members"  # measured: docs/calibration.md
+    inflation: float = 1.1  # reinit members: the forecasts' spread about their mean x this
     unconditional: bool = False  # run with no observation source at all (a reference curve)
     max_normalised: float = 20.0  # an analysis beyond this many stds from the mean = diverged
     save_members: bool = True  # cycle_NNN/members.nc: the report's rank histograms, spectra
@@ -430,7 +439,7 @@ class RunConfig:
 
     def validate(self, path: str) -> None:
         _parse_time(self.start, f"{path}.start")
-        _positive(self, path, "days", "cycle_hours", "members", "max_normalised")
+        _positive(self, path, "days", "cycle_hours", "members", "max_normalised", "inflation")
         if (self.days * 24) % self.cycle_hours:
             raise ConfigError(f"{path}.days: {self.days} days is not a whole number of "
                               f"{self.cycle_hours}-hour cycles")

@@ -82,12 +82,33 @@ def analysis_matrix(grid: AnyGrid, lmax: int) -> np.ndarray:
     return out
 
 
+def coefficients(field: torch.Tensor, analysis: torch.Tensor) -> torch.Tensor:
+    """``(..., lat, lon)`` -> ``(..., m, l)`` complex a_lm (orthonormal on the unit sphere,
+    m >= 0; a real field's -m are the conjugates), with ``analysis = analysis_matrix(...)``."""
+    lmax = analysis.shape[0] - 1
+    fm = torch.fft.rfft(field, dim=-1, norm="forward")[..., : lmax + 1]  # (..., lat, m)
+    return math.sqrt(2 * math.pi) * torch.einsum("mls,...sm->...ml", analysis.to(fm.dtype), fm)
+
+
+def m_weights(lmax: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``(lmax + 1, 1)``: 1 for m = 0, 2 for m > 0 (a real field's ±m)."""
+    w = torch.full((lmax + 1, 1), 2.0, dtype=dtype)
+    w[0] = 1.0
+    return w
+
+
 def coefficient_power(field: torch.Tensor, analysis: torch.Tensor) -> torch.Tensor:
     """``(..., lat, lon)`` -> ``(..., m, l)``: w_m |a_lm|² (w_0 = 1, w_m = 2 for m > 0), so
     that the sum over m is the power E(l) and over (m, l) the integral ∫ f² dΩ."""
-    lmax = analysis.shape[0] - 1
-    fm = torch.fft.rfft(field, dim=-1, norm="forward")[..., : lmax + 1]  # (..., lat, m)
-    b = torch.einsum("mls,...sm->...ml", analysis.to(fm.dtype), fm)
-    w = torch.full((lmax + 1, 1), 2.0, dtype=field.dtype, device=field.device)
-    w[0] = 1.0
-    return 2 * math.pi * w * b.abs() ** 2
+    a = coefficients(field, analysis)
+    return m_weights(analysis.shape[0] - 1, field.dtype).to(field.device) * a.abs() ** 2
+
+
+def synthesis(coef: torch.Tensor, grid: AnyGrid) -> torch.Tensor:
+    """``(..., m, l)`` complex a_lm (m >= 0, orthonormal) -> the real field ``(..., lat, lon)``
+    on ``grid``: Σ_l a_l0 Y_l0 + 2 Re Σ_{m>0} a_lm Y_lm, the inverse of :func:`coefficients`
+    for band-limited fields."""
+    lmax = coef.shape[-1] - 1
+    p = torch.as_tensor(legendre(lmax, np.sin(np.deg2rad(grid.lat))))  # (m, l, lat)
+    fm = torch.einsum("...ml,mls->...sm", coef, p.to(coef.dtype)) / math.sqrt(2 * math.pi)
+    return torch.fft.irfft(fm, n=grid.nlon, dim=-1, norm="forward")

@@ -55,6 +55,29 @@ def test_the_spectral_norm_is_the_dense_norm_of_the_addition_theorem():
     np.testing.assert_allclose([np.diag(kc).std() for kc in k], 0.0, atol=1e-12)
 
 
+def test_the_multivariate_spectral_norm_is_the_dense_norm_of_the_addition_theorem():
+    """Channels correlated per degree: K[(c, p), (c', q)] = Σ_l (2l+1)/4π V_l[c, c'] P_l(cos γ)."""
+    v = _spectra(2)
+    rho = 0.8 * np.exp(-np.arange(LMAX + 1) / 5.0)  # the channels' correlation per degree
+    cross = np.zeros((LMAX + 1, 2, 2))
+    cross[:, 0, 0], cross[:, 1, 1] = v[0], v[1]
+    cross[:, 0, 1] = cross[:, 1, 0] = rho * np.sqrt(v[0] * v[1])
+    blocks = [[_addition_theorem(cross[:, i, j]) for j in range(2)] for i in range(2)]
+    k = np.block(blocks)
+    z = np.random.default_rng(3).standard_normal((2, k.shape[0]))
+    expected = np.einsum("bi,ij,bj->b", z, k, z)
+    cov = SpectralCovariance(GRID, torch.as_tensor(cross), torch.zeros(2, LMAX + 1))
+    got = cov.mahalanobis(torch.as_tensor(z @ k), torch.ones(2, dtype=torch.float64))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-8)
+    # and with rho = 0 it is the channels-independent norm
+    indep = SpectralCovariance(GRID, torch.as_tensor(v), torch.zeros(2, LMAX + 1))
+    cross[:, 0, 1] = cross[:, 1, 0] = 0.0
+    multi = SpectralCovariance(GRID, torch.as_tensor(cross), torch.zeros(2, LMAX + 1))
+    r = torch.as_tensor(z)
+    torch.testing.assert_close(multi.mahalanobis(r, torch.ones(2, dtype=torch.float64)),
+                               indep.mahalanobis(r, torch.ones(2, dtype=torch.float64)))
+
+
 @pytest.mark.parametrize("sigma", [0.1, 1.0, 10.0])
 def test_the_gaussian_prior_gamma_is_the_exact_posterior_covariance(sigma):
     """Σ_y + σ²Γ̂ with Γ̂_l = κ p_l/(σ²κ + p_l) is R + Cov[x₀ | x_σ] for x₀ ~ N(0, P) and
@@ -88,6 +111,39 @@ def test_the_white_noise_variance_is_that_of_noise_on_the_grid():
         sample = power.sum(0) / (2 * torch.arange(LMAX + 1) + 1)
         np.testing.assert_allclose(white_noise_variance(grid, LMAX).numpy(), sample.numpy(),
                                    rtol=0.05)
+
+
+@pytest.mark.parametrize("multivariate", [False, True])
+def test_a_sampled_error_has_the_norm_of_its_normals(multivariate):
+    """Σ_y-coloured draws: the Mahalanobis norm is the sum of the squared normals drawn
+    (exact), and the sample variance per degree is Σ_y's (Monte Carlo)."""
+    from dafusion.obs.covariance import sample_spectral
+    from dafusion.spectra import analysis_matrix, coefficient_power
+
+    v = _spectra(2)
+    if multivariate:
+        var = np.zeros((LMAX + 1, 2, 2))
+        var[:, 0, 0], var[:, 1, 1] = v[0], v[1]
+        var[:, 0, 1] = var[:, 1, 0] = 0.6 * np.sqrt(v[0] * v[1])
+    else:
+        var = v
+    cov = SpectralCovariance(GRID, torch.as_tensor(var), torch.zeros(2, LMAX + 1))
+    gens = [torch.Generator().manual_seed(k) for k in range(3)]
+    draws = sample_spectral(cov, gens)
+    expected = []
+    for k in range(3):
+        z = torch.randn((2, LMAX + 1, 2, LMAX + 1), generator=torch.Generator().manual_seed(k),
+                        dtype=torch.float64)
+        used = (torch.arange(LMAX + 1)[None, :] >= torch.arange(LMAX + 1)[:, None])  # (m, l)
+        total = (z[0] ** 2 * used[:, None]).sum() + (z[1, 1:] ** 2 * used[1:, None]).sum()
+        expected.append(float(total))
+    got = cov.mahalanobis(draws.reshape(3, -1), torch.ones(3, dtype=torch.float64))
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-9)
+    many = sample_spectral(cov, [torch.Generator().manual_seed(k) for k in range(400)])
+    power = coefficient_power(many, torch.as_tensor(analysis_matrix(GRID, LMAX))).sum(-2)
+    sample = power.mean(0) / (2 * torch.arange(LMAX + 1) + 1)  # (C, l)
+    np.testing.assert_allclose(sample[:, :4].numpy(), v[:, :4], rtol=0.2)
+    np.testing.assert_allclose(sample[:, 4:].numpy(), v[:, 4:], rtol=0.08)
 
 
 def test_a_white_gamma_has_the_stated_point_variance():

@@ -3,6 +3,8 @@ compute, resume after SIGKILL, compare and sweep."""
 
 from __future__ import annotations
 
+import math
+
 import csv
 import json
 import os
@@ -228,16 +230,36 @@ def test_compare_marks_the_best_and_refuses_other_windows(fakes, tmp_path):
     start_run(cycle_fakes.config(sets, "run.mode=plain", "run.sources.stations.weight=0.1"), b)
     table, files = compare([a, b], tmp_path / "cmp")
     assert "| t850 | a |" in table and "| t850 | b |" in table
-    # exactly one bold cell per (variable, column)
-    body = [line.split("|")[3:-1] for line in table.splitlines()[2:]]
-    for i in range(0, len(body), 2):
-        for col in range(len(body[i])):
-            assert ("**" in body[i][col]) + ("**" in body[i + 1][col]) == 1
+    # three tables (RMSE, spread-skill, CRPS), exactly one bold cell per (variable, column)
+    tables = [t for t in table.split("### ")[1:]]
+    assert [t.split("\n")[0].split()[0] for t in tables] == ["RMSE", "Spread-skill", "Fair"]
+    for t in tables:
+        assert "| 0 h | day 0 |" in t  # the first analysis is reported on its own
+        body = [line.split("|")[3:-1] for line in t.strip().splitlines()[4:]]
+        for i in range(0, len(body), 2):
+            for col in range(len(body[i])):
+                assert ("**" in body[i][col]) + ("**" in body[i + 1][col]) == 1
     assert all(f.stat().st_size > 0 for f in files)
     c = tmp_path / "c"
     start_run(cycle_fakes.config(sets, "run.mode=plain", "run.days=0.5"), c)
     with pytest.raises(CompareError, match=r"differs from .* in \['days'\]"):
         compare([a, c])
+
+
+def test_scores_by_lead_day_against_hand_computed_values():
+    from dafusion.cycler.compare import scores_by_lead
+
+    rows = [{"channel": "t850", "lead_hours": h, "rmse": r, "spread": s, "crps": c}
+            for h, r, s, c in [(0, 0.5, 0.4, 0.1), (12, 1.0, 0.5, 0.3), (24, 2.0, 1.0, 0.6),
+                               (36, 4.0, 1.0, 1.0)]]
+    got = scores_by_lead(rows, members=8)
+    assert list(got["rmse"]["t850"]) == ["0 h", "day 0", "day 1", "mean"]
+    assert got["rmse"]["t850"]["0 h"] == 0.5
+    assert got["rmse"]["t850"]["day 1"] == pytest.approx(math.sqrt((4 + 16) / 2))
+    assert got["rmse"]["t850"]["mean"] == pytest.approx(math.sqrt((1 + 4 + 16) / 3))
+    assert got["spread_skill"]["t850"]["day 1"] == pytest.approx(
+        math.sqrt(9 / 8) * 1.0 / math.sqrt(10))
+    assert got["crps"]["t850"]["mean"] == pytest.approx((0.3 + 0.6 + 1.0) / 3)
 
 
 def test_sweep_runs_the_grid_and_compares(fakes, tmp_path, monkeypatch):

@@ -78,6 +78,10 @@ def test_guided_denoiser_is_the_posterior_mean_with_the_full_covariance(sigma, r
                      covariance=DenseCovariance(r, _gamma(cov, a)))
     guided = GuidedDenoiser(GaussianDenoiser(mu, cov), joint_log_likelihood([full]))
     torch.testing.assert_close(guided(x, s).reshape(3, -1), exact, rtol=0, atol=1e-12)
+    # the step bound never binds on an exact Kalman step (gain < 1)
+    bounded = GuidedDenoiser(GaussianDenoiser(mu, cov), joint_log_likelihood([full]),
+                             bound=True)
+    torch.testing.assert_close(bounded(x, s).reshape(3, -1), exact, rtol=0, atol=1e-12)
 
     # the diagonal of eq. 13 drops the correlations (of the observed points given x_σ,
     # and of the errors): not exact. Largest error, independent / correlated errors:
@@ -111,6 +115,21 @@ def test_diagonal_gamma_is_exact_for_uncorrelated_observed_points():
                              for xb in x])
         got = guided(x, torch.full((2,), sigma, dtype=D)).reshape(2, -1)
         torch.testing.assert_close(got, exact, rtol=0, atol=1e-12)
+
+
+def test_the_bound_stops_a_stiff_step_at_the_observation():
+    """Γ̂ = 0 and a tiny Σ_y make the step overshoot one observed point many times over;
+    bounded, the step ends exactly where the misfit along it is least: on y."""
+    mu, cov = _dense_prior()
+    term = LinearObs("one", torch.tensor([0.8], dtype=D), 1e-4, 0.0, 1.0, torch.tensor([3]))
+    x = torch.randn(2, 1, 2, 4, generator=torch.Generator().manual_seed(4), dtype=D) * 2.0
+    s = torch.full((2,), 2.0, dtype=D)
+    prior = GaussianDenoiser(mu, cov)
+    free = GuidedDenoiser(prior, joint_log_likelihood([term]))(x, s).reshape(2, -1)[:, 3]
+    assert ((free - 0.8).abs() > 10).all()  # far past the observation
+    bounded = GuidedDenoiser(prior, joint_log_likelihood([term]), bound=True)(x, s)
+    torch.testing.assert_close(bounded.reshape(2, -1)[:, 3], torch.full((2,), 0.8, dtype=D),
+                               rtol=0, atol=1e-10)
 
 
 def _algorithm_1(denoiser, terms, cfg, shape, gens):

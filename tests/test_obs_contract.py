@@ -62,13 +62,32 @@ def forecast(members):
                                      sigma_y=0.1, gamma=0.1, weight=1.0)
 
 
+def forecast_spectral(members, perturb=False):
+    """The emulator term as the cycle builds it: a multivariate error spectrum per degree
+    (physical units), Γ̂ a point variance, one perturbed pseudo-observation per member."""
+    lg = LegendreGaussGrid(4, 8)
+    fc = np.random.default_rng(0).normal(size=(members, 2) + lg.shape) * [[[[10.0]], [[500.0]]]]
+    fc = fc + np.array([270.0, 1e5])[None, :, None, None]
+    var = np.zeros((4, 2, 2))
+    var[:, 0, 0], var[:, 1, 1] = [4.0, 2.0, 1.0, 0.5], [4e4, 2e4, 1e4, 5e3]
+    var[:, 0, 1] = var[:, 1, 0] = 0.5 * np.sqrt(var[:, 0, 0] * var[:, 1, 1])
+    gens = [torch.Generator().manual_seed(m) for m in range(2)] if perturb else None
+    return ForecastObs.from_forecast(fc if members > 1 else fc[0], forecast_grid=lg,
+                                     forecast_channels=["t850", "sp"], channels=CHANNELS,
+                                     normaliser=NORM, grid=GRID, regrid="spectral",
+                                     sigma_y=var, gamma=0.1, weight=1.0, covariance="spectral",
+                                     perturb=gens)
+
+
 def checked():
     return background_check(stations(), torch.zeros(3, 8, 16), 0.5, k=3.0)
 
 
 SOURCES = {"stations": stations, "gridded-bicubic": lambda: gridded("bicubic"),
            "gridded-area": lambda: gridded("area"), "forecast": lambda: forecast(1),
-           "forecast-members": lambda: forecast(2), "background-checked": checked}
+           "forecast-members": lambda: forecast(2), "background-checked": checked,
+           "forecast-spectral": lambda: forecast_spectral(1),
+           "forecast-spectral-perturbed": lambda: forecast_spectral(1, perturb=True)}
 
 
 @pytest.fixture(params=list(SOURCES), ids=list(SOURCES))
@@ -107,8 +126,41 @@ def test_gradient_of_eq_13_is_exact(term):
                                     eps=1e-6, atol=1e-6)
 
 
+def test_perturbed_pseudo_observations_are_seeded_draws_of_the_error_model():
+    """Member m's y is the forecast plus draw m of Σ_y: the same generators give the same
+    draws, and each draw's Mahalanobis norm under Σ_y is that of sample_spectral's."""
+    from dafusion.obs.covariance import sample_spectral
+
+    plain, perturbed = forecast_spectral(1), forecast_spectral(1, perturb=True)
+    assert perturbed.y.shape == (2, plain.y.numel())
+    torch.testing.assert_close(perturbed.y, forecast_spectral(1, perturb=True).y)
+    draws = sample_spectral(perturbed.covariance, [torch.Generator().manual_seed(m)
+                                                   for m in range(2)])
+    torch.testing.assert_close(perturbed.y - plain.y, draws.reshape(2, -1).float())
+
+
 @pytest.mark.parametrize("name", ["stations", "gridded-area", "forecast"])
 def test_a_bad_sigma_y_is_refused_at_construction(name):
     term = SOURCES[name]()
     with pytest.raises(ValueError, match=f"likelihood term '{term.name}': Σ_y must be > 0"):
         dataclasses.replace(term, sigma_y=0.0)
+
+
+def test_the_observation_row_has_the_desroziers_ratio_computed_by_hand():
+    """mean((y − H a)(y − H b)) / mean(Σ_y), from values chosen here."""
+    from dafusion.cycler.record import obs_row
+    from fakes import LinearObs
+
+    y = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    term = LinearObs("points", y, torch.tensor([0.5, 0.5, 2.0], dtype=torch.float64), 0.1,
+                     1.0, torch.tensor([0, 2, 5]))
+    background = torch.zeros(1, 2, 4, dtype=torch.float64)
+    background.view(-1)[[0, 2, 5]] = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)
+    analysis = torch.zeros(1, 2, 4, dtype=torch.float64)
+    analysis.view(-1)[[0, 2, 5]] = torch.tensor([0.5, 1.5, 2.0], dtype=torch.float64)
+    row = obs_row(3, np.datetime64("2020-01-01T12"), term, background, analysis)
+    d_b, d_a = [1.0, 1.0, 2.0], [0.5, 0.5, 1.0]
+    expected = np.mean(np.multiply(d_a, d_b)) / np.mean([0.5, 0.5, 2.0])
+    assert row["desroziers"] == pytest.approx(expected, rel=1e-12)
+    assert row["sigma_y"] == pytest.approx(1.0)
+    assert row["omb_rms"] == pytest.approx(np.sqrt(np.mean(np.square(d_b))))

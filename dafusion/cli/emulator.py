@@ -136,19 +136,40 @@ def emulator_report(config_path: str | None, overrides: tuple[str, ...],
     cfg = load_config(config_path, overrides)
     path = _checkpoint(cfg, checkpoint)
     model = load_emulator(path)
-    source = GriddedSource.open(truth or cfg.data.path, model.channels)
+    truth_path = Path(truth or cfg.data.path)
+    if not truth_path.exists():
+        raise FileNotFoundError(
+            f"{truth_path}: no truth; make the nature run first (cycler world generate "
+            f"--config configs/osse.yaml --out {truth_path}) or pass --truth, e.g. the shipped "
+            "demo truth (python -c 'import dafusion.data as d; print(d.demo_truth_path())') "
+            "with --inits 6 --every-days 3 --days 7 --free-days 20")
+    source = GriddedSource.open(truth_path, model.channels)
     t0 = np.datetime64(start, "ns")
     init_times = t0 + (np.arange(inits) * every_days * 24).astype("timedelta64[h]")
+    last = init_times[-1] + np.timedelta64(int(days * 24), "h")
+    if init_times[0] < source.times[0] or last > source.times[-1]:
+        raise ValueError(f"{truth_path}: {inits} initial times every {every_days} days from "
+                         f"{start} with {days}-day forecasts need the truth until "
+                         f"{str(last)[:16]}; it covers {str(source.times[0])[:16]} .. "
+                         f"{str(source.times[-1])[:16]} (change --start/--inits/--every-days)")
     train = source.times[(source.times >= np.datetime64(cfg.data.train_start))
                          & (source.times <= np.datetime64(cfg.data.train_end))]
     if train.size and init_times[0] <= train[-1]:
         click.echo(f"warning: initial times from {start} overlap the training period "
                    f"(ends {str(train[-1])[:16]})", err=True)
-    clim_times = train[:: max(1, train.size // 400)] if train.size else source.times[::10]
+    if train.size:
+        clim_times, clim_label = train[:: max(1, train.size // 400)], "training period"
+    else:  # no training period in this truth: the climatology is in-sample, and says so
+        clim_times = source.times[::10]
+        clim_label = (f"IN-SAMPLE: {str(source.times[0])[:10]} .. {str(source.times[-1])[:10]} "
+                      "of the verification truth (it has no training period), which "
+                      "flatters the climatology reference")
+        click.echo(f"warning: climatology reference is {clim_label}", err=True)
     clim = on_grid(source, clim_times, model.grid, model.channels, cfg.emulator.regrid)
     steps = int(days * 24 // model.meta.time_step_hours)
     result = {"checkpoint": Path(path).name, "grid": model.grid.name,
               "train_period": [cfg.data.train_start, cfg.data.train_end],
+              "climatology": clim_label,
               "command": " ".join(["cycler"] + sys.argv[1:]),
               "units": [parse_channel(c).units for c in model.channels],
               "skill": skill(model, source, init_times, steps, clim.values.mean(0),

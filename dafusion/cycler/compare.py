@@ -1,10 +1,15 @@
-"""``cycler compare``: RMSE by variable and lead day over runs (the paper's Table 2 and
-Figure 18 layouts).
+"""``cycler compare``: RMSE, spread-skill and CRPS by variable and lead day over runs (the
+paper's Table 2 and Figure 18 layouts, with the ensemble's calibration next to its skill).
 
-A lead day ``d`` averages (as mean squared error, then the root) the analyses
-with lead ``24 d <= lead < 24 (d + 1)`` hours; day 7 of a 7-day window holds the
-last analysis only. Runs are comparable only if they share the truth, the
-analysis times and the channels; anything else is refused.
+The first analysis (lead 0 h) is a column of its own: in the emulator modes it
+sees the initial truth. A lead day ``d`` averages the analyses with lead
+``24 d <= lead < 24 (d + 1)`` hours other than lead 0 (day 0 is the 12-hour
+analysis; day 7 of a 7-day window holds the last analysis only); ``mean`` is
+over every analysis after the first. RMSE averages as mean squared error, then
+the root; the spread-skill ratio is sqrt((M+1)/M) · rms(spread) / rms(RMSE) over
+the same analyses (1 = calibrated); CRPS is the mean fair CRPS. Runs are
+comparable only if they share the truth, the analysis times and the channels;
+anything else is refused.
 """
 
 from __future__ import annotations
@@ -31,47 +36,70 @@ def check_comparable(runs: list[Path]) -> None:
                                + "; ".join(f"{k}: {ref[k]} vs {other[k]}" for k in diff))
 
 
-def rmse_by_lead_day(rows: list[dict[str, Any]]) -> dict[str, dict[int, float]]:
-    """channel -> lead day -> RMSE (root of the mean squared RMSE of its analyses)."""
-    out: dict[str, dict[int, list[float]]] = {}
+SCORES = {"rmse": "RMSE of the ensemble mean (best in bold)",
+          "spread_skill": "Spread-skill ratio (closest to 1 in bold)",
+          "crps": "Fair CRPS (best in bold)"}
+
+
+def scores_by_lead(rows: list[dict[str, Any]], members: int
+                   ) -> dict[str, dict[str, dict[str, float]]]:
+    """score -> channel -> column (``0 h``, ``day d``, ``mean``) -> value; see the module
+    docstring."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in rows:
-        out.setdefault(r["channel"], {}).setdefault(r["lead_hours"] // 24, []).append(r["rmse"])
-    return {c: {d: float(np.sqrt(np.mean(np.square(v)))) for d, v in sorted(days.items())}
-            for c, days in out.items()}
+        column = "0 h" if r["lead_hours"] == 0 else f"day {r['lead_hours'] // 24}"
+        by_channel = groups.setdefault(r["channel"], {})
+        by_channel.setdefault(column, []).append(r)
+        if r["lead_hours"] > 0:
+            by_channel.setdefault("mean", []).append(r)
+    factor = np.sqrt((members + 1) / members)
+    out: dict[str, dict[str, dict[str, float]]] = {k: {} for k in SCORES}
+    for channel, columns in groups.items():
+        order = sorted(columns, key=lambda c: (c == "mean", c != "0 h",
+                                               int(c.split()[1]) if c.startswith("day") else 0))
+        for column in order:
+            sel = columns[column]
+            rms = float(np.sqrt(np.mean([r["rmse"] ** 2 for r in sel])))
+            spread = float(np.sqrt(np.mean([r["spread"] ** 2 for r in sel])))
+            out["rmse"].setdefault(channel, {})[column] = rms
+            out["spread_skill"].setdefault(channel, {})[column] = factor * spread / rms
+            out["crps"].setdefault(channel, {})[column] = float(np.mean([r["crps"] for r in sel]))
+    return out
 
 
 def compare(runs: list[Path], out: Path | None = None,
             labels: list[str] | None = None) -> tuple[str, list[Path]]:
-    """The Markdown table (best per variable and lead day in bold), plus files in ``out``:
-    ``compare.md``, ``compare.csv``, ``compare.png``."""
+    """Markdown tables (RMSE, spread-skill, CRPS; best per variable and column in bold),
+    plus files in ``out``: ``compare.md``, ``compare.csv``, ``compare.png``."""
     runs = [Path(r) for r in runs]
     if not runs:
         raise CompareError("no runs given")
     check_comparable(runs)
     labels = labels or [r.name for r in runs]
     metrics = [RunDir(r).metrics() for r in runs]
-    tables = [rmse_by_lead_day(m) for m in metrics]
-    channels = list(tables[0])
-    days = sorted({d for t in tables for c in t.values() for d in c})
-    lines = ["| variable | run | " + " | ".join(f"day {d}" for d in days) + " | mean |",
-             "|---|---|" + "---|" * (len(days) + 1)]
-    csv_rows = ["variable,run," + ",".join(f"day{d}" for d in days) + ",mean"]
-    for c in channels:
-        vals = np.array([[t.get(c, {}).get(d, np.nan) for d in days] for t in tables])
-        means = np.sqrt(np.nanmean(vals ** 2, axis=1))
-        full = np.concatenate([vals, means[:, None]], axis=1)
-        best = np.nanargmin(np.where(np.isnan(full), np.inf, full), axis=0)
-        for i, label in enumerate(labels):
-            cells = [("**%.4g**" if best[j] == i and len(runs) > 1 else "%.4g") % v
-                     for j, v in enumerate(full[i])]
-            lines.append(f"| {c} | {label} | " + " | ".join(cells) + " |")
-            csv_rows.append(f"{c},{label}," + ",".join(f"{v:.6g}" for v in full[i]))
-    table = "\n".join(lines) + "\n"
+    scores = [scores_by_lead(m, RunDir(r).config().run.members) for m, r in zip(metrics, runs)]
+    channels = list(scores[0]["rmse"])
+    columns = list(scores[0]["rmse"][channels[0]])
+    text, csv_rows = [], ["score,variable,run," + ",".join(c.replace(" ", "") for c in columns)]
+    for score, title in SCORES.items():
+        lines = [f"### {title}", "", "| variable | run | " + " | ".join(columns) + " |",
+                 "|---|---|" + "---|" * len(columns)]
+        for c in channels:
+            full = np.array([[t[score].get(c, {}).get(col, np.nan) for col in columns]
+                             for t in scores])
+            badness = np.abs(np.log(full)) if score == "spread_skill" else full
+            best = np.nanargmin(np.where(np.isnan(badness), np.inf, badness), axis=0)
+            for i, label in enumerate(labels):
+                cells = [("**%.4g**" if best[j] == i and len(runs) > 1 else "%.4g") % v
+                         for j, v in enumerate(full[i])]
+                lines.append(f"| {c} | {label} | " + " | ".join(cells) + " |")
+                csv_rows.append(f"{score},{c},{label}," + ",".join(f"{v:.6g}" for v in full[i]))
+        text.append("\n".join(lines) + "\n")
+    table = "\n".join(text)
     files: list[Path] = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.md").write_text(
-            "# RMSE of the ensemble mean by lead day (best in bold)\n\n" + table)
+        (out / "compare.md").write_text("# Runs by lead day\n\n" + table)
         (out / "compare.csv").write_text("\n".join(csv_rows) + "\n")
         files = [out / "compare.md", out / "compare.csv",
                  plot_rmse(metrics, labels, channels, out / "compare.png")]

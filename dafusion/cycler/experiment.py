@@ -130,7 +130,7 @@ class Experiment:
                 self.cfg.emulator.regrid)
         if run.mode == "forecast":
             return ForecastMode(*args)
-        return ReinitMode(*args, members=run.reinit == "members")
+        return ReinitMode(*args, members=run.reinit == "members", inflation=run.inflation)
 
     def header(self) -> Header:
         """What ``RunDir.create`` writes before any compute."""

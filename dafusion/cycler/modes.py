@@ -7,7 +7,9 @@ A mode answers two questions and keeps what it needs between cycles:
 * ``background(cycle)``: the background of the observation-space diagnostics
   and of the background check, ``(C, H, W)`` physical, or None;
 * ``advance(cycle, analysis)``: the analysis ensemble ``(M, C, H, W)`` (physical)
-  is known; prepare cycle + 1.
+  is known; prepare cycle + 1;
+* ``adapt(error_scale)``: the emulator term's Σ_y scales estimated at this cycle
+  (``cycler.adaptive``), kept for the next.
 
 ``plain``: no emulator; the background is the previous analysis (persistence).
 ``forecast``: the emulator starts once from the truth at the first analysis
@@ -16,7 +18,9 @@ analysis is its pseudo-observation (the paper's IGRA+LUCIE).
 ``reinit``: every analysis, regridded to the emulator grid, starts the 12-hour
 forecast that is the next pseudo-observation (IGRA+LUCIE Reinitialized);
 ``run.reinit = mean`` starts one forecast from the ensemble mean (the paper's
-Figure 17b), ``members`` one per member, each guiding its own member.
+Figure 17b), ``members`` one per member, each guiding its own member; with
+``run.inflation`` ρ the members' forecasts are spread about their mean by ρ
+(multiplicative inflation, Anderson and Anderson 1999) before they guide.
 
 The pseudo-observation carries its lead (forecast: since the first analysis;
 reinit: one cycle, 0 at the first), which selects its error statistics. In both
@@ -46,6 +50,7 @@ class EmulatorState:
     values: np.ndarray  # (1 or M, C_f, h, w)
     channels: list[str]
     lead_hours: float = 0.0  # since the forecast's initial state (its error model's lead)
+    error_scale: dict[str, float] = dataclasses.field(default_factory=dict)  # per channel
 
 
 class Mode(Protocol):
@@ -56,6 +61,8 @@ class Mode(Protocol):
     def background(self, cycle: int) -> np.ndarray | None: ...
 
     def advance(self, cycle: int, analysis: np.ndarray) -> None: ...
+
+    def adapt(self, error_scale: dict[str, float]) -> None: ...
 
     def carry(self) -> tuple[dict, dict[str, np.ndarray]]: ...
 
@@ -77,6 +84,9 @@ class PlainMode:
     def advance(self, cycle: int, analysis: np.ndarray) -> None:
         self.previous = analysis.mean(0)
 
+    def adapt(self, error_scale: dict[str, float]) -> None:
+        return None
+
     def carry(self) -> tuple[dict, dict[str, np.ndarray]]:
         return {}, ({} if self.previous is None else {"previous": self.previous})
 
@@ -95,9 +105,15 @@ class EmulatorMode:
         self.from_emulator = make_regridder(emulator.grid, grid, regrid)
         self.current = EmulatorState(initial.values, list(emulator.channels))
         self.previous: np.ndarray | None = None
+        self.error_scale: dict[str, float] = {}  # cycler.adaptive's, carried between cycles
 
     def pseudo_obs(self, cycle: int) -> EmulatorState:
-        return dataclasses.replace(self.current, lead_hours=self.lead_hours(cycle))
+        return dataclasses.replace(self.current, lead_hours=self.lead_hours(cycle),
+                                   error_scale=dict(self.error_scale))
+
+    def adapt(self, error_scale: dict[str, float]) -> None:
+        """Keep the scales of the emulator term's Σ_y estimated at this cycle."""
+        self.error_scale = dict(error_scale)
 
     def lead_hours(self, cycle: int) -> float:
         """The lead of the state valid at analysis ``cycle``."""
@@ -126,11 +142,13 @@ class EmulatorMode:
         arrays = {"pseudo_obs": self.current.values}
         if self.previous is not None:
             arrays["previous"] = self.previous
-        return {"pseudo_obs_channels": self.current.channels}, arrays
+        return {"pseudo_obs_channels": self.current.channels,
+                "error_scale": self.error_scale}, arrays
 
     def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         self.current = EmulatorState(arrays["pseudo_obs"], list(meta["pseudo_obs_channels"]))
         self.previous = arrays.get("previous")
+        self.error_scale = {str(k): float(v) for k, v in meta.get("error_scale", {}).items()}
 
 
 class ForecastMode(EmulatorMode):
@@ -152,9 +170,10 @@ class ForecastMode(EmulatorMode):
 class ReinitMode(EmulatorMode):
     """A 12-hour forecast from every analysis (its mean, or each member)."""
 
-    def __init__(self, *args, members: bool = False, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, members: bool = False, inflation: float = 1.0,  # noqa: ANN002
+                 **kwargs) -> None:  # noqa: ANN003
         super().__init__(*args, **kwargs)
-        self.members = members
+        self.members, self.inflation = members, inflation
 
     def lead_hours(self, cycle: int) -> float:
         return 0.0 if cycle == 0 else float((self.times[cycle] - self.times[cycle - 1])
@@ -162,7 +181,11 @@ class ReinitMode(EmulatorMode):
 
     def next_state(self, cycle: int, analysis: np.ndarray) -> np.ndarray:
         steps = int((self.times[cycle + 1] - self.times[cycle]) / self.emulator.time_step)
-        return self.emulator.forecast(self.initial_state(cycle, analysis), steps).values[-1]
+        fc = self.emulator.forecast(self.initial_state(cycle, analysis), steps).values[-1]
+        if self.inflation == 1.0 or fc.shape[0] == 1:
+            return fc
+        mean = fc.mean(0, keepdims=True)  # multiplicative inflation of the members' forecasts
+        return mean + self.inflation * (fc - mean)
 
     def initial_state(self, cycle: int, analysis: np.ndarray) -> xr.DataArray:
         """The analysis regridded to the emulator grid; prognostic channels the analysis

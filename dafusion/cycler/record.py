@@ -6,6 +6,12 @@ operator from the analysis mean, O−B from the mode's background (the previous
 analysis in plain mode, the emulator state regridded in the emulator modes).
 The emulator term has no O−B: its observation *is* the background, so the
 number would only measure the regridding round trip; the cell is left empty.
+
+``sigma_y`` is the mean error variance the term assumes (marginal, normalised) and
+``desroziers`` the Desroziers et al. (2005) check of it: E[d_a d_b] ≈ Σ_y for
+d_b = O−B, d_a = O−A when the error covariances are right, so
+mean(d_a · d_b) / mean(Σ_y) is 1 for a consistent Σ_y, above 1 when the source is
+worse than assumed (empty without O−B).
 """
 
 from __future__ import annotations
@@ -63,8 +69,12 @@ def obs_row(cycle: int, t: np.datetime64, term: Any, background: torch.Tensor | 
         if background is not None and not getattr(term, "pseudo_observation", False):
             omb = (y - term.operator(background[None])[0]).double()
     nan = float("nan")
+    sigma_y = float(torch.broadcast_to(torch.as_tensor(term.sigma_y, dtype=torch.float64),
+                                       y.shape).mean())
     return {"cycle": cycle, "valid_time": str(t)[:16], "source": diag["source"],
             "used": diag["used"], "rejected": sum(diag["rejected"].values()),
             "omb_mean": float(omb.mean()) if omb is not None else nan,
             "omb_rms": float(omb.pow(2).mean().sqrt()) if omb is not None else nan,
-            "oma_mean": float(oma.mean()), "oma_rms": float(oma.pow(2).mean().sqrt())}
+            "oma_mean": float(oma.mean()), "oma_rms": float(oma.pow(2).mean().sqrt()),
+            "sigma_y": sigma_y,
+            "desroziers": float((oma * omb).mean()) / sigma_y if omb is not None else nan}

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dafusion.cycler.compare import check_comparable, plot_rmse, rmse_by_lead_day
+from dafusion.cycler.compare import check_comparable, plot_rmse, scores_by_lead
 from dafusion.cycler.figures import (calibration, figure_calibration, figure_map,
                                      figure_obs_space, figure_scatter, figure_spectra,
                                      figure_superres, figure_trace, obs_summary, units)
@@ -90,17 +90,24 @@ def _skill_section(runs: list[RunView], out: Path) -> list[str]:
     first = runs[0]
     plot_rmse([r.metrics for r in runs], [r.path.name for r in runs], first.channels,
               out / "skill.png")
-    ndays = int(max(r["lead_hours"] for r in first.metrics) // 24) + 1
+    scores = [scores_by_lead(r.metrics, r.cfg.run.members) for r in runs]
+    columns = list(scores[0]["rmse"][first.channels[0]])
     lines = ["## Skill over the window (Figure 18)", "",
-             "Latitude-weighted RMSE of the ensemble mean against the truth.", "",
+             "Latitude-weighted RMSE of the ensemble mean against the truth, and the "
+             "spread-skill ratio sqrt((M+1)/M)·spread/RMSE (1 = calibrated) and fair CRPS "
+             "over the same analyses. Lead 0 h is the first analysis (in the emulator modes "
+             "it sees the initial truth); `mean` is over the analyses after it.", "",
              "![skill](skill.png)", "",
-             "| variable | run | " + " | ".join(f"day {d}" for d in range(ndays)) + " |",
-             "|---|---|" + "---|" * ndays]
+             "| variable | run | score | " + " | ".join(columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
     for ch in first.channels:
-        for r in runs:
-            days = rmse_by_lead_day(r.metrics).get(ch, {})
-            lines.append(f"| {ch} | {r.path.name} | "
-                         + " | ".join(f"{v:.4g}" for v in days.values()) + " |")
+        for r, sc in zip(runs, scores):
+            for key, name in (("rmse", "RMSE"), ("spread_skill", "spread-skill"),
+                              ("crps", "CRPS")):
+                values = sc[key].get(ch, {})
+                lines.append(f"| {ch} | {r.path.name} | {name} | "
+                             + " | ".join(f"{values.get(c, np.nan):.4g}" for c in columns)
+                             + " |")
     return lines + [""]
 
 

@@ -66,6 +66,10 @@ def run_cycles(exp: Experiment, run_dir: str | Path, *,
             pseudo = mode.pseudo_obs(cycle)  # the emulator state valid at t, or None
             background = _normalised(exp, mode.background(cycle))  # (C, H, W) or None
             terms = cycle_terms(exp, cycle, t, _normalised(exp, truth), pseudo, background)
+            if pseudo is not None and pseudo.error_scale:
+                mode.adapt(pseudo.error_scale)  # cycler.adaptive's scales, for the next cycle
+                run.log(f"cycle {cycle}: emulator Σ_y scale " + " ".join(
+                    f"{c} {v:.3g}" for c, v in pseudo.error_scale.items()))
             clock.lap("observations_s")
             ensemble = analyse(exp, sampler, terms, cycle)  # (M, C, H, W) physical
             clock.lap("analysis_s")
@@ -85,7 +89,8 @@ def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int) -> np
     gens = seeding.generators(exp.cfg.run.seed, cycle, exp.cfg.run.members, exp.device)
     s = exp.cfg.prior.sampler
     denoiser = (GuidedDenoiser(exp.denoiser, joint_log_likelihood(terms),
-                               scale=s.guidance_scale, clip=s.guidance_clip)
+                               scale=s.guidance_scale, clip=s.guidance_clip,
+                               bound=s.guidance_bound)
                 if terms else exp.denoiser)
     x = sampler(denoiser, shape, gens, device=exp.device).detach().cpu()
     _check_divergence(x, cycle, exp)

@@ -56,12 +56,12 @@ COLUMNS = {
     METRICS: ["cycle", "valid_time", "lead_hours", "channel", "variable", "level", "rmse",
               "bias", "spread", "crps"],
     OBS_DIAGNOSTICS: ["cycle", "valid_time", "source", "used", "rejected", "omb_mean",
-                      "omb_rms", "oma_mean", "oma_rms"],
+                      "omb_rms", "oma_mean", "oma_rms", "sigma_y", "desroziers"],
     TIMING: ["cycle", "valid_time", "observations_s", "analysis_s", "forecast_s", "write_s",
              "total_s"],
 }
 FLOAT_COLUMNS = {"rmse", "bias", "spread", "crps", "omb_mean", "omb_rms", "oma_mean",
-                 "oma_rms"}
+                 "oma_rms", "sigma_y", "desroziers"}
 
 
 class RunError(ValueError):

@@ -12,6 +12,7 @@ handlers in ``dafusion.obs`` have no defaults of their own.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,8 @@ import torch
 
 from dafusion.cycler import seeding
 from dafusion.cycler.modes import EmulatorState
-from dafusion.emulator.errors import at_lead
+from dafusion.cycler.adaptive import innovation_scales, smoothed
+from dafusion.emulator.errors import at_lead, point_variance
 from dafusion.grids import grid_from_name
 from dafusion.obs.forecast import ForecastObs
 from dafusion.obs.gridded import Coarsening, GriddedObs
@@ -40,9 +42,11 @@ def cycle_terms(exp: Experiment, cycle: int, t: np.datetime64, truth_n: torch.Te
 
     ``truth_n``: the normalised truth ``(C, H, W)`` (the gridded source observes it);
     ``pseudo``: the mode's emulator state, or None; ``background_n``: the normalised
-    background ``(C, H, W)`` of the background check, or None (no check).
+    background ``(C, H, W)`` of the background check, or None (no check). With
+    ``run.sources.emulator.adaptive`` the stations' innovations update
+    ``pseudo.error_scale`` first (``cycler.adaptive``); the caller keeps it.
     """
-    src, terms = exp.cfg.run.sources, []
+    src, terms, stations = exp.cfg.run.sources, [], None
     if src.stations.enabled:
         st = src.stations
         term = StationObs.from_table(
@@ -52,7 +56,8 @@ def cycle_terms(exp: Experiment, cycle: int, t: np.datetime64, truth_n: torch.Te
                      if isinstance(st.sigma_y, dict) else st.sigma_y),
             gamma={v: st.gamma_of(v) for v in VARIABLES} if isinstance(st.gamma, dict)
             else st.gamma)
-        terms.append(_checked(term, st, background_n))
+        stations = _checked(term, st, background_n)
+        terms.append(stations)
     if src.gridded.enabled:
         g = src.gridded
         term = GriddedObs.from_truth(
@@ -63,25 +68,50 @@ def cycle_terms(exp: Experiment, cycle: int, t: np.datetime64, truth_n: torch.Te
         terms.append(_checked(term, g, background_n))
     if pseudo is not None:
         e, values = src.emulator, pseudo.values
+        if e.adaptive and stations is not None and background_n is not None:
+            pseudo.error_scale = _adapted(exp, pseudo, stations, background_n)
         terms.append(ForecastObs.from_forecast(
             values if values.shape[0] > 1 else values[0], forecast_grid=exp.emulator.grid,
             forecast_channels=pseudo.channels, channels=exp.channels,
             normaliser=exp.normaliser, grid=exp.grid, regrid=exp.cfg.emulator.regrid,
-            **_emulator_error(exp, pseudo), weight=e.weight, name="emulator"))
+            **_emulator_error(exp, pseudo), weight=e.weight, name="emulator",
+            perturb=seeding.perturbation_generators(exp.cfg.run.seed, cycle,
+                                                    exp.cfg.run.members) if e.perturb else None))
     return terms
+
+
+def _adapted(exp: Experiment, pseudo: EmulatorState, stations: LikelihoodTerm,
+             background_n: torch.Tensor) -> dict[str, float]:
+    """The emulator term's Σ_y scales after this cycle's station innovations."""
+    stats = exp.emulator_errors
+    shared = [c for c in pseudo.channels if c in exp.channels]
+    idx = np.array([exp.channels.index(c) for c in shared])
+    inv_var = exp.normaliser.scale_at(np.ones(len(idx)), idx) ** 2
+    q = point_variance(at_lead(stats, pseudo.lead_hours, shared)) * inv_var
+    u = stats["unresolved_variance"].sel(channel=shared).values * inv_var
+    estimate = innovation_scales(stations, background_n, exp.channels, dict(zip(shared, q)),
+                                 dict(zip(shared, u)))
+    return smoothed(pseudo.error_scale, estimate)
 
 
 def _emulator_error(exp: Experiment, pseudo: EmulatorState) -> dict[str, Any]:
     """Σ_y, Γ̂ and covariance of the emulator term: constant, or its error statistics at
-    the pseudo-observation's lead (``dafusion.emulator.errors``)."""
+    the pseudo-observation's lead (``dafusion.emulator.errors``), scaled by
+    ``error_scale`` and the adaptive per-channel scales."""
     e = exp.cfg.run.sources.emulator
     if e.error_model == "constant":
         return {"sigma_y": e.sigma_y, "gamma": e.gamma, "covariance": "diagonal"}
     stats = exp.emulator_errors
-    variance = at_lead(stats, pseudo.lead_hours, pseudo.channels) * e.error_scale
+    multivariate = e.covariance == "multivariate"
+    scale = np.sqrt([pseudo.error_scale.get(c, 1.0) for c in pseudo.channels]) \
+        * math.sqrt(e.error_scale)
+    variance = at_lead(stats, pseudo.lead_hours, pseudo.channels, multivariate)
+    variance = (variance * scale[None, :, None] * scale[None, None, :] if multivariate
+                else variance * scale[:, None] ** 2)
     gamma = (stats["anomaly_variance"].sel(channel=pseudo.channels).values
              if e.gamma == "prior" else e.gamma)
-    return {"sigma_y": variance, "gamma": gamma, "covariance": e.covariance}
+    return {"sigma_y": variance, "gamma": gamma,
+            "covariance": "spectral" if multivariate else e.covariance}
 
 
 def _checked(term: LikelihoodTerm, settings: StationSourceConfig | GriddedSourceConfig,

@@ -138,7 +138,8 @@ def write_report(result: dict[str, Any], out: Path) -> list[Path]:
         cells = [f"{rm['emulator'][i, c]:.3g} ({rm['persistence'][i, c]:.3g} / "
                  f"{rm['climatology'][i, c]:.3g})" for c in range(len(chans))]
         lines.append(f"| {hours} h | " + " | ".join(cells) + " |")
-    lines += ["", "Cells: emulator (persistence / climatology).", "",
+    lines += ["", "Cells: emulator (persistence / climatology). Climatology: mean of the "
+              f"{result.get('climatology', 'training period')}.", "",
               f"## Free run: {fr['days']} days from {result['free_run_init']}", "",
               f"Finite throughout: {fr['finite']}. Last third vs truth climate "
               f"({result['reference']}):", "",

@@ -5,9 +5,11 @@ the data layer, regridded to the emulator grid by ``dafusion.regrid`` (spectral
 by default) and held in memory. Statistics (``EmulatorStats``) are
 area-weighted global means/stds over the training period. The loss is the
 area-weighted MSE of the normalised state error after each of
-``rollout_steps`` autoregressive steps, ``(x̂_k - x_k) / std_dx``, which for
-one step is exactly LUCIE's loss on the normalised tendency; diagnostics add
-the MSE of their normalised values. AdamW, linear warm-up, cosine decay to 0,
+``rollout_steps`` autoregressive steps, ``(x̂_k - x_k) / std_dx``: for one step
+an MSE on the normalised tendency. This is *not* LUCIE's loss, which is a
+relative spherical L2 norm with further terms (Guan et al. 2024); it is the
+simpler loss the demo emulator was trained with. Diagnostics add the MSE of
+their normalised values. AdamW, linear warm-up, cosine decay to 0,
 gradient-norm clipping.
 
 The output directory is itself a checkpoint, rewritten atomically every

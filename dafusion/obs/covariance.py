@@ -11,7 +11,7 @@ Two structures are provided:
   for small terms (a few hundred observations: a radiosonde network, a test).
 * :class:`SpectralCovariance`: errors of a field on a sphere that are isotropic,
   i.e. independent between spherical-harmonic coefficients with one variance per
-  total wavenumber l and channel. That is a dense covariance in grid space
+  total wavenumber l and channel (or one covariance between channels per l). That is a dense covariance in grid space
   (correlations over the scales where the error lives), applied at the cost of
   a transform. It sees the residual's coefficients up to ``lmax``; a residual
   beyond them is outside the term's error model (for the emulator term that
@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from dafusion.grids import AnyGrid
-from dafusion.spectra import analysis_matrix, coefficient_power
+from dafusion.spectra import (analysis_matrix, coefficient_power, coefficients, m_weights,
+                              synthesis)
 
 Matrix = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -73,9 +74,11 @@ class DenseCovariance:
 class SpectralCovariance:
     """Isotropic errors of ``channels`` fields on ``grid``, independent per coefficient.
 
-    ``variance``: Σ_y as the coefficient variance v_l per channel ``(C, lmax + 1)``,
-    normalised units. ``gamma``: Γ̂ per channel and degree, ``(C, lmax + 1)``, or a
-    function σ ``(B,)`` -> ``(B, C, lmax + 1)`` (see :func:`gaussian_prior_gamma`).
+    ``variance``: Σ_y as the coefficient variance v_l per channel ``(C, lmax + 1)``
+    (channels independent), or as a covariance between channels per degree
+    ``(lmax + 1, C, C)`` (multivariate: e.g. balanced geopotential and temperature
+    errors), normalised units. ``gamma``: Γ̂ per channel and degree ``(C, lmax + 1)``,
+    or a function σ ``(B,)`` -> ``(B, C, lmax + 1)``, on the diagonal.
     The residual is ``(B, C · nlat · nlon)`` (channel-major) or ``(B, C, nlat, nlon)``.
     """
 
@@ -83,28 +86,75 @@ class SpectralCovariance:
                  name: str = "term"):
         self.grid, self.name = grid, name
         self.variance, self.gamma = variance, gamma
-        self.lmax = variance.shape[-1] - 1
-        if variance.dim() != 2 or not bool((variance > 0).all()):
-            raise ValueError(f"likelihood term '{name}': the spectral Σ_y must be (channels, "
-                             f"degrees) and > 0, got shape {tuple(variance.shape)}")
+        self.multivariate = variance.dim() == 3
+        if self.multivariate:
+            self.lmax, self.channels = variance.shape[0] - 1, variance.shape[1]
+            ok = variance.shape[2] == self.channels and bool(
+                (torch.linalg.eigvalsh(variance) > 0).all())
+        else:
+            self.channels, self.lmax = variance.shape[0], variance.shape[-1] - 1
+            ok = variance.dim() == 2 and bool((variance > 0).all())
+        if not ok:
+            raise ValueError(f"likelihood term '{name}': the spectral Σ_y must be > 0 "
+                             f"(channels, degrees) or positive definite (degrees, channels, "
+                             f"channels), got shape {tuple(variance.shape)}")
         if self.lmax > min(grid.nlat - 1, grid.nlon // 2 - 1):
             raise ValueError(f"likelihood term '{name}': degree {self.lmax} is beyond "
                              f"{grid.name}")
         self.analysis = torch.as_tensor(analysis_matrix(grid, self.lmax))
 
+    def diagonal(self) -> torch.Tensor:
+        """The channels' own coefficient variances ``(C, lmax + 1)``."""
+        return torch.diagonal(self.variance, dim1=1, dim2=2).T if self.multivariate \
+            else self.variance
+
     def point_variance(self) -> torch.Tensor:
         """The marginal variance of Σ_y at every point, per channel ``(C,)``."""
         ell = torch.arange(self.lmax + 1, dtype=self.variance.dtype)
-        return (self.variance * (2 * ell + 1)).sum(dim=-1) / (4 * math.pi)
+        return (self.diagonal() * (2 * ell + 1)).sum(dim=-1) / (4 * math.pi)
 
     def mahalanobis(self, residual: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        c = self.variance.shape[0]
-        field = residual.reshape(residual.shape[0], c, *self.grid.shape)
-        power = coefficient_power(field, self.analysis.to(field.device))  # (B, C, m, l)
+        field = residual.reshape(residual.shape[0], self.channels, *self.grid.shape)
         gamma = self.gamma(sigma) if callable(self.gamma) else self.gamma
         s2 = (sigma ** 2).to(field.dtype)[:, None, None]
-        total = self.variance.to(field) + s2 * torch.as_tensor(gamma).to(field)  # (B, C, l)
-        return (power.sum(dim=-2) / total).sum(dim=(1, 2))
+        extra = s2 * torch.as_tensor(gamma).to(field)  # (B, C, l)
+        if not self.multivariate:
+            power = coefficient_power(field, self.analysis.to(field.device))  # (B, C, m, l)
+            return (power.sum(dim=-2) / (self.variance.to(field) + extra)).sum(dim=(1, 2))
+        a = coefficients(field, self.analysis.to(field.device)).permute(0, 3, 1, 2)
+        total = self.variance.to(field) + torch.diag_embed(extra.transpose(1, 2))  # (B,l,C,C)
+        chol, info = torch.linalg.cholesky_ex(total)
+        if bool((info != 0).any()):
+            raise FloatingPointError(f"likelihood term '{self.name}': Σ_y + σ²Γ̂ is not "
+                                     f"positive definite at sigma={float(sigma.max()):.4g}")
+        z = torch.linalg.solve_triangular(chol.to(a.dtype), a, upper=False)  # (B, l, C, m)
+        w = m_weights(self.lmax, field.dtype).to(field.device)[:, 0]
+        return (z.abs() ** 2 * w).sum(dim=(1, 2, 3))
+
+
+def sample_spectral(cov: SpectralCovariance, generators: list[torch.Generator]
+                    ) -> torch.Tensor:
+    """One draw of the errors Σ_y per generator: ``(B, C, nlat, nlon)``, float64.
+
+    Independent standard normals z per real coefficient (m = 0: one; m > 0: the real
+    and imaginary parts, each of variance ½ of the degree's), coloured per degree by
+    the Cholesky factor of Σ_y (or its square root per channel), synthesised on the
+    grid; ``cov.mahalanobis`` of the draw is Σ z² exactly.
+    """
+    lmax, c = cov.lmax, cov.channels
+    var = cov.variance.double()
+    factor = (torch.linalg.cholesky(var) if cov.multivariate
+              else torch.diag_embed(var.T.sqrt()))  # (l, C, C)
+    draws = []
+    for gen in generators:
+        z = torch.randn((2, lmax + 1, c, lmax + 1), generator=gen, dtype=torch.float64)
+        coef = torch.complex(z[0], z[1]) / math.sqrt(2)  # (m, C, l)
+        coef[0] = z[0, 0].to(coef.dtype)  # m = 0: real, variance 1
+        ell = torch.arange(lmax + 1)
+        coef = coef * (ell[None, None, :] >= torch.arange(lmax + 1)[:, None, None])  # l >= m
+        colored = torch.einsum("lcd,mdl->cml", factor.to(coef.dtype), coef)
+        draws.append(synthesis(colored, cov.grid))
+    return torch.stack(draws)
 
 
 def white_gamma(gamma: float, lmax: int, channels: int) -> torch.Tensor:

@@ -13,13 +13,18 @@ The error model (``from_forecast``):
 
 * ``sigma_y``: one normalised variance for every value, or the forecast-error
   spectrum ``(C_f, lmax + 1)`` in physical units (``dafusion.emulator.errors``:
-  the variance per spherical-harmonic coefficient at this forecast's lead);
+  the variance per spherical-harmonic coefficient at this forecast's lead), or
+  its covariance between channels per degree ``(lmax + 1, C_f, C_f)``;
 * ``covariance``: ``spectral`` (errors independent per coefficient: correlated in
-  space, ``obs.covariance.SpectralCovariance``) or ``diagonal`` (independent per
-  grid point, with the spectrum's point variance);
+  space, ``obs.covariance.SpectralCovariance``; between channels too when
+  ``sigma_y`` is a covariance) or ``diagonal`` (independent per grid point and
+  channel, with the spectrum's point variance);
 * ``gamma``: a point variance, or the climatological anomaly spectrum
   ``(C_f, lmax + 1)`` (physical): the Gaussian-prior Γ̂_l(σ), exact for a Gaussian
-  isotropic prior with that spectrum (``obs.covariance.gaussian_prior_gamma``).
+  isotropic prior with that spectrum (``obs.covariance.gaussian_prior_gamma``);
+* ``perturb``: perturbed pseudo-observations (Burgers et al. 1998; Houtekamer and
+  Mitchell 1998): member m sees the forecast plus its own draw of the error model,
+  so that members differ by what the forecast does not know.
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ from torch import nn
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
 from dafusion.obs.base import Covariance, validate_term
-from dafusion.obs.covariance import (SpectralCovariance, gaussian_prior_gamma, white_gamma,
-                                     white_noise_variance)
+from dafusion.obs.covariance import (SpectralCovariance, gaussian_prior_gamma,
+                                     sample_spectral, white_gamma, white_noise_variance)
 from dafusion.regrid import METHODS, make_regridder
 
 Spectrum = np.ndarray  # (channels, lmax + 1), physical units squared
@@ -71,9 +76,11 @@ class ForecastObs:
                       forecast_channels: list[str], channels: list[str],
                       normaliser: Normaliser, grid: AnyGrid, regrid: str,
                       sigma_y: float | Spectrum, gamma: float | Spectrum, weight: float,
-                      covariance: str = "diagonal", name: str = "emulator") -> "ForecastObs":
+                      covariance: str = "diagonal", name: str = "emulator",
+                      perturb: list[torch.Generator] | None = None) -> "ForecastObs":
         """``forecast``: ``(C_f, h, w)`` or ``(B, C_f, h, w)`` (one per member), physical;
-        the error model: see the module docstring."""
+        the error model: see the module docstring. ``perturb``: one generator per member;
+        member m's pseudo-observation is the forecast plus a draw of its errors."""
         if regrid not in METHODS:
             raise ValueError(f"observation source '{name}': regrid {regrid!r} is not available; "
                              f"use one of {METHODS}")
@@ -99,11 +106,18 @@ class ForecastObs:
         normalised = normaliser.normalise_at(picked, np.array(idx)[None, :, None, None])
         y = torch.as_tensor(normalised.reshape(fc.shape[0], -1), dtype=torch.float32)
         pick = [forecast_channels.index(c) for c in shared]
-        inv_std2 = normaliser.scale_at(np.ones(len(idx)), np.array(idx))[:, None] ** 2
-        error = _error_model(
-            sigma_y if np.isscalar(sigma_y) else np.asarray(sigma_y)[pick] * inv_std2,
-            gamma if np.isscalar(gamma) else np.asarray(gamma)[pick] * inv_std2,
-            covariance, forecast_grid, grid, f"observation source '{name}'")
+        inv_std = normaliser.scale_at(np.ones(len(idx)), np.array(idx))
+        if not np.isscalar(sigma_y) and np.ndim(sigma_y) == 3:  # (degree, C_f, C_f)
+            sigma_y = (np.asarray(sigma_y)[:, pick][:, :, pick]
+                       * inv_std[None, :, None] * inv_std[None, None, :])
+        elif not np.isscalar(sigma_y):
+            sigma_y = np.asarray(sigma_y)[pick] * inv_std[:, None] ** 2
+        if not np.isscalar(gamma):
+            gamma = np.asarray(gamma)[pick] * inv_std[:, None] ** 2
+        error = _error_model(sigma_y, gamma, covariance, forecast_grid, grid,
+                             f"observation source '{name}'")
+        if perturb is not None:
+            y, per_member = y + _draws(error, perturb, len(shared), forecast_grid), True
         return cls(name, y if per_member else y[0], *error[:2], weight,
                    make_regridder(grid, forecast_grid, regrid), idx, shared, rejected,
                    error[2])
@@ -111,6 +125,18 @@ class ForecastObs:
     def diagnostics(self) -> dict[str, object]:
         return {"source": self.name, "used": int(self.y.shape[-1]),
                 "rejected": dict(self.rejected), "channels": list(self.channels)}
+
+
+def _draws(error: tuple, generators: list[torch.Generator], channels: int,
+           grid: AnyGrid) -> torch.Tensor:
+    """``(B, n)`` draws of the error model (spectral: coloured; diagonal: independent)."""
+    point, _, cov = error
+    if cov is not None:
+        return sample_spectral(cov, generators).reshape(len(generators), -1).float()
+    n = channels * grid.nlat * grid.nlon
+    std = torch.broadcast_to(torch.as_tensor(point, dtype=torch.float64), (n,)).sqrt()
+    return torch.stack([torch.randn(n, generator=g, dtype=torch.float64) * std
+                        for g in generators]).float()
 
 
 def _error_model(sigma_y: float | np.ndarray, gamma: float | np.ndarray, covariance: str,
@@ -124,7 +150,10 @@ def _error_model(sigma_y: float | np.ndarray, gamma: float | np.ndarray, covaria
             raise ValueError(f"{where}: a spectral covariance or Γ̂ needs the error spectrum")
         return float(sigma_y), float(gamma), None
     variance = torch.as_tensor(sigma_y, dtype=torch.float64)
-    channels, lmax = variance.shape
+    if variance.dim() == 3 and covariance == "diagonal":
+        variance = torch.diagonal(variance, dim1=1, dim2=2).T
+    channels, lmax = (variance.shape[1], variance.shape[0]) if variance.dim() == 3 \
+        else variance.shape
     if np.isscalar(gamma):
         spectral_gamma = white_gamma(float(gamma), lmax - 1, channels)
     else:
