@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -370,6 +372,11 @@ class GriddedSourceConfig:
         _positive(self, path, "sigma_y", "background_std")
         if self.noise_std is not None:
             _non_negative(self, path, "noise_std")
+            if not math.isclose(self.noise_std ** 2, self.sigma_y, rel_tol=1e-6):
+                warnings.warn(f"{path}.noise_std = {self.noise_std:g}: the observations' noise "
+                              f"variance {self.noise_std ** 2:g} is not their stated Σ_y = "
+                              f"{self.sigma_y:g} (an OSSE whose likelihood is wrong on purpose)",
+                              stacklevel=2)
 
 
 @dataclasses.dataclass

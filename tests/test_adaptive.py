@@ -85,3 +85,20 @@ def test_inflation_spreads_the_members_forecasts_about_their_mean():
     np.testing.assert_allclose((out[2.5] - mean) / scale, 2.5 * (out[1.0] - mean) / scale,
                                atol=1e-6)
     assert np.abs(out[1.0] - mean).max() / scale.max() > 1e-4  # the members do differ
+
+
+def test_the_osse_gridded_observations_carry_noise_of_their_stated_sigma_y():
+    """No inverse crime by default: y − (the truth coarsened) has the stated Σ_y variance."""
+    from dafusion.cycler.sources import cycle_terms
+
+    exp = fakes.experiment("run.mode=plain", "run.sources.gridded.enabled=true",
+                           "run.sources.gridded.sigma_y=0.04",
+                           "run.sources.gridded.grid=equiangular_16x32")
+    t = exp.times[0]
+    truth_n = torch.as_tensor(exp.normaliser.normalise(exp.truth.at(t).values))
+    (gridded,) = [term for term in cycle_terms(exp, 0, t, truth_n, None, None)
+                  if term.name == "gridded"]
+    noise = (gridded.y - gridded.operator(truth_n[None])[0]).double()
+    n = noise.numel()  # 3 x 16 x 32 values: the sample std is within 3 % at 3 sigma
+    assert n == 1536
+    assert float(noise.std()) == pytest.approx(0.2, rel=3 * (1 / (2 * n)) ** 0.5)

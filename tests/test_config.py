@@ -92,3 +92,17 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config(None, ["world.seed=7"])
     again = load_config(_write(tmp_path, dump_config(cfg)))
     assert dump_config(again) == dump_config(cfg)
+
+
+def test_gridded_noise_that_disagrees_with_its_sigma_y_warns_and_the_default_agrees():
+    import warnings
+
+    from dafusion.config import load_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = load_config(None, ["run.sources.gridded.sigma_y=0.04"])
+        assert cfg.run.sources.gridded.noise_std is None  # = sqrt(sigma_y) when synthesised
+        load_config(None, ["run.sources.gridded.sigma_y=0.04", "run.sources.gridded.noise_std=0.2"])
+    with pytest.warns(UserWarning, match=r"run.sources.gridded.noise_std = 0: .* Σ_y = 0.01"):
+        load_config(None, ["run.sources.gridded.noise_std=0"])

@@ -117,9 +117,9 @@ def test_diagonal_gamma_is_exact_for_uncorrelated_observed_points():
         torch.testing.assert_close(got, exact, rtol=0, atol=1e-12)
 
 
-def test_the_bound_stops_a_stiff_step_at_the_observation():
+def test_the_bound_stops_a_stiff_step_where_the_misfit_is_back_to_its_start():
     """Γ̂ = 0 and a tiny Σ_y make the step overshoot one observed point many times over;
-    bounded, the step ends exactly where the misfit along it is least: on y."""
+    bounded, the step ends where the misfit is what it was: mirrored about y."""
     mu, cov = _dense_prior()
     term = LinearObs("one", torch.tensor([0.8], dtype=D), 1e-4, 0.0, 1.0, torch.tensor([3]))
     x = torch.randn(2, 1, 2, 4, generator=torch.Generator().manual_seed(4), dtype=D) * 2.0
@@ -127,9 +127,10 @@ def test_the_bound_stops_a_stiff_step_at_the_observation():
     prior = GaussianDenoiser(mu, cov)
     free = GuidedDenoiser(prior, joint_log_likelihood([term]))(x, s).reshape(2, -1)[:, 3]
     assert ((free - 0.8).abs() > 10).all()  # far past the observation
+    start = prior(x, s).reshape(2, -1)[:, 3]
     bounded = GuidedDenoiser(prior, joint_log_likelihood([term]), bound=True)(x, s)
-    torch.testing.assert_close(bounded.reshape(2, -1)[:, 3], torch.full((2,), 0.8, dtype=D),
-                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(bounded.reshape(2, -1)[:, 3], 2 * 0.8 - start, rtol=0,
+                               atol=1e-10)
 
 
 def _algorithm_1(denoiser, terms, cfg, shape, gens):
