@@ -112,3 +112,12 @@ def synthesis(coef: torch.Tensor, grid: AnyGrid) -> torch.Tensor:
     p = torch.as_tensor(legendre(lmax, np.sin(np.deg2rad(grid.lat))))  # (m, l, lat)
     fm = torch.einsum("...ml,mls->...sm", coef, p.to(coef.dtype)) / math.sqrt(2 * math.pi)
     return torch.fft.irfft(fm, n=grid.nlon, dim=-1, norm="forward")
+
+
+def point_variance(spectrum: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Σ_l (2l + 1) v_l / 4π over the last axis: the variance at any point of an isotropic
+    field whose real coefficients of degree l have variance v_l (addition theorem)."""
+    n = spectrum.shape[-1]
+    two_l_1 = (2 * torch.arange(n, dtype=spectrum.dtype) + 1 if isinstance(spectrum, torch.Tensor)
+               else 2 * np.arange(n) + 1)
+    return (spectrum * two_l_1).sum(-1) / (4 * math.pi)

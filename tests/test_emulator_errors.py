@@ -93,3 +93,27 @@ def test_the_command_writes_statistics_the_cycle_reads(tmp_path):
     assert stats.attrs["inits"] == "2020-01-01T00:00 .. 2020-01-02T00:00, 3 times"
     again = CliRunner().invoke(main, [str(a) for a in args])
     assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_the_skill_report_labels_an_in_sample_climatology_and_checks_its_window(tmp_path):
+    from click.testing import CliRunner
+
+    import fakes
+    from dafusion.cli.main import main
+
+    truth = fakes.truth_file(tmp_path / "truth.nc", days=4)
+    checkpoint = fakes.emulator_checkpoint(tmp_path / "emulator")
+    base = ["emulator", "report", "--checkpoint", checkpoint, "--truth", truth, "--start",
+            "2020-01-01", "--every-days", "1", "--days", "1", "--free-days", "1"]
+    ok = CliRunner().invoke(main, [str(a) for a in base + ["--inits", "2", "--out",
+                                                            tmp_path / "rep"]])
+    assert ok.exit_code == 0, ok.output
+    assert "IN-SAMPLE" in (tmp_path / "rep" / "skill.md").read_text()
+    late = CliRunner().invoke(main, [str(a) for a in base + ["--inits", "5", "--out",
+                                                              tmp_path / "rep2"]])
+    assert late.exit_code != 0
+    assert "need the truth until 2020-01-06T00:00" in late.output
+    missing = CliRunner().invoke(main, ["emulator", "report", "--checkpoint", str(checkpoint),
+                                        "--truth", str(tmp_path / "none.zarr"), "--out",
+                                        str(tmp_path / "rep3")])
+    assert missing.exit_code != 0 and "cycler world generate" in missing.output

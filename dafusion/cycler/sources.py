@@ -21,12 +21,13 @@ import torch
 from dafusion.cycler import seeding
 from dafusion.cycler.modes import EmulatorState
 from dafusion.cycler.adaptive import innovation_scales, smoothed
-from dafusion.emulator.errors import at_lead, point_variance
+from dafusion.emulator.errors import at_lead
 from dafusion.grids import grid_from_name
 from dafusion.obs.forecast import ForecastObs
 from dafusion.obs.gridded import Coarsening, GriddedObs
 from dafusion.obs.qc import background_check
 from dafusion.obs.stations import StationObs
+from dafusion.spectra import point_variance
 from dafusion.variables import VARIABLES
 
 if TYPE_CHECKING:

@@ -47,7 +47,8 @@ from dafusion.emulator.skill import on_grid
 from dafusion.progress import null_progress
 from dafusion.grids import AnyGrid, weighted_mean
 from dafusion.regrid import make_regridder, max_degree
-from dafusion.spectra import analysis_matrix, coefficients, m_weights, power_spectrum
+from dafusion.spectra import (analysis_matrix, coefficient_power, coefficients, m_weights,
+                              point_variance)
 
 FILE = "errors.nc"
 
@@ -84,7 +85,8 @@ def error_statistics(model: ForecastModel, source: GriddedSource, inits: np.ndar
                 states.append(init.values[k])
             bar.update(t0.size)
     states = np.stack(states)
-    anomaly = power_spectrum(states - states.mean(0), grid, lmax).mean(0) / (2 * ell + 1)
+    power = coefficient_power(torch.as_tensor(states - states.mean(0)), analysis).sum(-2)
+    anomaly = power.mean(0).numpy() / (2 * ell + 1)
     unresolved = _unresolved(source, inits, grid, channels, method)
     lead_hours = (leads / np.timedelta64(1, "h")).astype(int)
     cov = total / inits.size
@@ -116,16 +118,10 @@ def _unresolved(source: GriddedSource, times: np.ndarray, grid: AnyGrid, channel
     return weighted_mean(residual ** 2, source.grid).mean(0)
 
 
-def point_variance(spectrum: np.ndarray) -> np.ndarray:
-    """Σ_l (2l + 1) v_l / 4π over the last axis: the point variance of an isotropic field."""
-    ell = np.arange(spectrum.shape[-1])
-    return (spectrum * (2 * ell + 1)).sum(-1) / (4 * np.pi)
-
-
 def point_rmse(stats: xr.Dataset) -> xr.DataArray:
     """The error std at a point, sqrt(Σ_l (2l + 1) v_l / 4π): ``(lead_hours, channel)``."""
-    weight = (2 * stats["degree"] + 1) / (4 * np.pi)
-    return np.sqrt((stats["error_variance"] * weight).sum("degree"))
+    return np.sqrt(xr.apply_ufunc(point_variance, stats["error_variance"],
+                                  input_core_dims=[["degree"]]))
 
 
 def load_statistics(path: str | Path, channels: list[str], grid_name: str) -> xr.Dataset:

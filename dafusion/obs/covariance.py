@@ -36,7 +36,7 @@ import torch
 
 from dafusion.grids import AnyGrid
 from dafusion.spectra import (analysis_matrix, coefficient_power, coefficients, m_weights,
-                              synthesis)
+                              point_variance, synthesis)
 
 Matrix = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -110,8 +110,7 @@ class SpectralCovariance:
 
     def point_variance(self) -> torch.Tensor:
         """The marginal variance of Σ_y at every point, per channel ``(C,)``."""
-        ell = torch.arange(self.lmax + 1, dtype=self.variance.dtype)
-        return (self.diagonal() * (2 * ell + 1)).sum(dim=-1) / (4 * math.pi)
+        return point_variance(self.diagonal())
 
     def mahalanobis(self, residual: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         field = residual.reshape(residual.shape[0], self.channels, *self.grid.shape)

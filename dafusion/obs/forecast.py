@@ -30,7 +30,6 @@ The error model (``from_forecast``):
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -43,6 +42,7 @@ from dafusion.obs.base import Covariance, validate_term
 from dafusion.obs.covariance import (SpectralCovariance, gaussian_prior_gamma,
                                      sample_spectral, white_gamma, white_noise_variance)
 from dafusion.regrid import METHODS, make_regridder
+from dafusion.spectra import point_variance
 
 Spectrum = np.ndarray  # (channels, lmax + 1), physical units squared
 
@@ -162,13 +162,9 @@ def _error_model(sigma_y: float | np.ndarray, gamma: float | np.ndarray, covaria
     cov = SpectralCovariance(forecast_grid, variance, spectral_gamma, where)
     npts = forecast_grid.nlat * forecast_grid.nlon
     point = torch.repeat_interleave(cov.point_variance(), npts)  # (n,), channel-major
-    ell = torch.arange(lmax, dtype=torch.float64)
 
     def point_gamma(sigma: torch.Tensor) -> torch.Tensor:
         values = spectral_gamma(sigma) if callable(spectral_gamma) else spectral_gamma[None]
-        per_channel = (values * (2 * ell + 1)).sum(-1) / (4 * math.pi)  # (B, C)
-        return torch.repeat_interleave(per_channel, npts, dim=-1)
+        return torch.repeat_interleave(point_variance(values), npts, dim=-1)  # (B, n)
 
-    if covariance == "spectral":
-        return point, point_gamma, cov
-    return point, point_gamma, None
+    return point, point_gamma, cov if covariance == "spectral" else None
