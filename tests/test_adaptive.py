@@ -102,3 +102,16 @@ def test_the_osse_gridded_observations_carry_noise_of_their_stated_sigma_y():
     n = noise.numel()  # 3 x 16 x 32 values: the sample std is within 3 % at 3 sigma
     assert n == 1536
     assert float(noise.std()) == pytest.approx(0.2, rel=3 * (1 / (2 * n)) ** 0.5)
+
+
+def test_the_adaptive_scales_travel_through_the_saved_state():
+    import json
+
+    exp = fakes.experiment("run.mode=reinit")
+    mode = exp.mode()
+    mode.adapt({"t850": 2.5, "sp": 1.25})
+    meta, arrays = mode.carry()
+    again = exp.mode()
+    again.restore(json.loads(json.dumps(meta)), arrays)  # state.npz keeps meta as JSON
+    assert again.pseudo_obs(1).error_scale == {"t850": 2.5, "sp": 1.25}
+    assert again.pseudo_obs(1).lead_hours == 12.0 and again.pseudo_obs(0).lead_hours == 0.0
