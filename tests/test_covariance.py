@@ -99,7 +99,8 @@ def test_the_gaussian_prior_gamma_is_the_exact_posterior_covariance(sigma):
 
 
 def test_the_white_noise_variance_is_that_of_noise_on_the_grid():
-    """κ_l against the sample variance of transformed white noise (Monte Carlo, 8000 draws: 1.6 % standard error at l = 0)."""
+    """κ_l against the sample variance of transformed white noise (Monte Carlo, 8000
+    draws: 1.6 % standard error at l = 0)."""
     from dafusion.obs.covariance import white_noise_variance
     from dafusion.spectra import analysis_matrix, coefficient_power
 

@@ -11,11 +11,12 @@ Two structures are provided:
   for small terms (a few hundred observations: a radiosonde network, a test).
 * :class:`SpectralCovariance`: errors of a field on a sphere that are isotropic,
   i.e. independent between spherical-harmonic coefficients with one variance per
-  total wavenumber l and channel (or one covariance between channels per l). That is a dense covariance in grid space
-  (correlations over the scales where the error lives), applied at the cost of
-  a transform. It sees the residual's coefficients up to ``lmax``; a residual
-  beyond them is outside the term's error model (for the emulator term that
-  part belongs to ``y`` only and does not depend on the state).
+  total wavenumber l and channel (or one covariance between channels per l). That
+  is a dense covariance in grid space (correlations over the scales where the
+  error lives), applied at the cost of a transform. It sees the residual's
+  coefficients up to ``lmax``; a residual beyond them is outside the term's error
+  model (for the emulator term that part belongs to ``y`` only and does not depend
+  on the state).
 
 A term without ``covariance`` (None) has independent errors: ``obs.base`` divides
 each residual by its own ``Σ_y + σ² Γ̂``. The term's ``sigma_y`` and ``gamma`` are
@@ -54,10 +55,6 @@ class DenseCovariance:
             torch.linalg.cholesky(sigma_y)
         except RuntimeError:
             raise ValueError(f"likelihood term '{name}': Σ_y is not positive definite") from None
-
-    def diagonal(self) -> torch.Tensor:
-        """The marginal variances of Σ_y, ``(n,)``."""
-        return torch.diagonal(self.sigma_y)
 
     def mahalanobis(self, residual: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         s2 = (sigma ** 2).to(residual.dtype)[:, None, None]
