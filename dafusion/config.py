@@ -69,6 +69,9 @@ class DataConfig:
     train_end: str = "2018-12-31T18:00"
     valid_start: str = "2019-01-01"
     valid_end: str = "2019-12-31T18:00"
+    # one member of an ensemble file (ERA5 EDA: dimension 'number'); applies to data.path
+    # and run.truth. None: the files must not be ensembles
+    member: int | None = None
 
     def validate(self, path: str) -> None:
         from dafusion.variables import parse_channel

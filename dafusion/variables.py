@@ -24,22 +24,28 @@ class Variable:
     units: str  # canonical CF units string
     surface: bool  # True: a 2-D surface field; False: on pressure levels
     standard_name: str = ""
+    # physically possible range in canonical units, any level and climate; values
+    # outside it mean a damaged file or wrong units (checked when data are loaded)
+    bounds: tuple[float, float] = (-float("inf"), float("inf"))
 
 
 VARIABLES: dict[str, Variable] = {v.name: v for v in [
-    Variable("temperature", "t", "K", False, "air_temperature"),
-    Variable("geopotential", "z", "m**2 s**-2", False, "geopotential"),
-    Variable("u_component_of_wind", "u", "m s**-1", False, "eastward_wind"),
-    Variable("v_component_of_wind", "v", "m s**-1", False, "northward_wind"),
-    Variable("specific_humidity", "q", "kg kg**-1", False, "specific_humidity"),
-    Variable("surface_pressure", "sp", "Pa", True, "surface_air_pressure"),
+    Variable("temperature", "t", "K", False, "air_temperature", (120.0, 380.0)),
+    Variable("geopotential", "z", "m**2 s**-2", False, "geopotential", (-1.0e4, 6.0e5)),
+    Variable("u_component_of_wind", "u", "m s**-1", False, "eastward_wind", (-250.0, 250.0)),
+    Variable("v_component_of_wind", "v", "m s**-1", False, "northward_wind", (-250.0, 250.0)),
+    Variable("specific_humidity", "q", "kg kg**-1", False, "specific_humidity",
+             (-1.0e-3, 0.05)),
+    Variable("surface_pressure", "sp", "Pa", True, "surface_air_pressure", (3.0e4, 1.2e5)),
     Variable("mean_sea_level_pressure", "msl", "Pa", True,
-             "air_pressure_at_mean_sea_level"),
-    Variable("2m_temperature", "t2m", "K", True, "air_temperature"),
-    Variable("10m_u_component_of_wind", "u10", "m s**-1", True, "eastward_wind"),
-    Variable("10m_v_component_of_wind", "v10", "m s**-1", True, "northward_wind"),
+             "air_pressure_at_mean_sea_level", (8.0e4, 1.15e5)),
+    Variable("2m_temperature", "t2m", "K", True, "air_temperature", (150.0, 360.0)),
+    Variable("10m_u_component_of_wind", "u10", "m s**-1", True, "eastward_wind",
+             (-150.0, 150.0)),
+    Variable("10m_v_component_of_wind", "v10", "m s**-1", True, "northward_wind",
+             (-150.0, 150.0)),
     Variable("total_precipitation_6hr", "tp6", "m", True,
-             "precipitation_amount"),
+             "precipitation_amount", (-1.0e-3, 1.0)),
 ]}
 
 BY_SHORT: dict[str, Variable] = {v.short: v for v in VARIABLES.values()}

@@ -32,7 +32,7 @@ def analytic_fields(times: np.ndarray, grid: EquiangularGrid, levels: list[int])
     bases = {"temperature": (250.0, 20.0), "geopotential": (50000.0, 3000.0),
              "u_component_of_wind": (5.0, 10.0), "v_component_of_wind": (0.0, 5.0)}
     for name, (base, amp) in bases.items():
-        lev = np.asarray(levels, float)[None, :, None, None] / 1000.0
+        lev = 0.5 + np.asarray(levels, float)[None, :, None, None] / 1000.0
         out[name] = (base * lev + amp * pattern[None, None] + hours[:, None, None, None]
                      * 0.01).astype(np.float32)
     out["surface_pressure"] = (100000.0 + 500.0 * pattern[None] + 0 * hours[:, None, None]

@@ -21,10 +21,13 @@ def data() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Use data.channels from this configuration.")
 @click.option("--channels", help="Comma-separated channels, e.g. t850,z500,sp.")
+@click.option("--member", type=int, help="One member of an ensemble file (its 'number').")
 @friendly
-def data_inspect(path: str | None, config_path: str | None, channels: str | None) -> None:
+def data_inspect(path: str | None, config_path: str | None, channels: str | None,
+                 member: int | None) -> None:
     """Print channels, units, grid, time range and per-channel statistics of
-    PATH (default: the shipped demo truth)."""
+    PATH (default: the shipped demo truth). PATH may be an fsspec URL of a zarr
+    store (e.g. gs://...; the 'cloud' extra)."""
     from dafusion.data import (GriddedSource, available_channels, demo_truth_path, describe,
                                open_dataset)
 
@@ -32,10 +35,14 @@ def data_inspect(path: str | None, config_path: str | None, channels: str | None
     if channels:
         names = channels.split(",")
     elif config_path:
-        names = load_config(config_path).data.channels
+        cfg = load_config(config_path)
+        names, member = cfg.data.channels, member if member is not None else cfg.data.member
     else:
-        names = available_channels(open_dataset(path))
-    click.echo(describe(GriddedSource.open(path, names)))
+        names = available_channels(open_dataset(path, member))
+        if not names:
+            raise click.ClickException(f"{path}: no variable the system knows "
+                                       "(see dafusion/variables.py)")
+    click.echo(describe(GriddedSource.open(path, names, member=member)))
 
 
 @data.command("export")
@@ -47,18 +54,20 @@ def data_inspect(path: str | None, config_path: str | None, channels: str | None
               help="Keep valid times whose hour is a multiple of this.")
 @click.option("--channels", help="Comma-separated channels (default: data.channels).")
 @click.option("--no-pack", is_flag=True, help="Store float32 instead of packed int16.")
+@click.option("--member", type=int, help="One member of an ensemble file (its 'number').")
 @click.option("--force", is_flag=True)
 @config_options
 @friendly
 def data_export(path: str, out: str, start: str, end: str, every_hours: int,
-                channels: str | None, no_pack: bool, force: bool,
+                channels: str | None, no_pack: bool, member: int | None, force: bool,
                 config_path: str | None, overrides: tuple[str, ...]) -> None:
     """Write a time window as compact WeatherBench-2-layout netCDF."""
     from dafusion.data import GriddedSource, export
 
     cfg = load_config(config_path, overrides)
     names = channels.split(",") if channels else cfg.data.channels
-    source = GriddedSource.open(path, names)
+    source = GriddedSource.open(path, names,
+                                member=member if member is not None else cfg.data.member)
     command = " ".join(["cycler", "data", "export", Path(path).name] + sys.argv[4:])
     export(source, out, start=start, end=end, every_hours=every_hours, pack=not no_pack,
            force=force, attrs={"history": command})
@@ -81,7 +90,8 @@ def data_normaliser(data_path: str | None, out: str, force: bool, config_path: s
     cfg = load_config(config_path, overrides)
     if Path(out).exists() and not force:
         raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
-    source = GriddedSource.open(data_path or cfg.data.path, cfg.data.channels)
+    source = GriddedSource.open(data_path or cfg.data.path, cfg.data.channels,
+                                member=cfg.data.member)
     stack = source.stack(cfg.data.train_start, cfg.data.train_end)
     if stack.sizes["time"] == 0:
         raise click.ClickException(f"{source.path}: no times in the training period "

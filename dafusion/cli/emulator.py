@@ -92,7 +92,8 @@ def emulator_forecast(config_path: str | None, overrides: tuple[str, ...],
         raise FileExistsError(f"{out}: already exists; pass --force to overwrite")
     path = _checkpoint(cfg, checkpoint)
     model = load_emulator(path)
-    source = GriddedSource.open(truth or demo_truth_path(), model.channels)
+    source = GriddedSource.open(truth or demo_truth_path(), model.channels,
+                                member=cfg.data.member)
     try:
         t0 = np.datetime64(init, "ns")
     except ValueError:
@@ -128,7 +129,7 @@ def emulator_report(config_path: str | None, overrides: tuple[str, ...],
                     checkpoint: str | None, truth: str | None, start: str, inits: int,
                     every_days: float, days: float, free_days: float, out: str) -> None:
     """Skill vs persistence and climatology, and a free run's climate."""
-    from dafusion.data import GriddedSource
+    from dafusion.data import GriddedSource, is_url
     from dafusion.emulator.checkpoint import load_emulator
     from dafusion.emulator.skill import free_run, on_grid, skill, write_report
     from dafusion.variables import parse_channel
@@ -136,14 +137,14 @@ def emulator_report(config_path: str | None, overrides: tuple[str, ...],
     cfg = load_config(config_path, overrides)
     path = _checkpoint(cfg, checkpoint)
     model = load_emulator(path)
-    truth_path = Path(truth or cfg.data.path)
-    if not truth_path.exists():
+    truth_path = truth or cfg.data.path
+    if not is_url(truth_path) and not Path(truth_path).exists():
         raise FileNotFoundError(
             f"{truth_path}: no truth; make the nature run first (cycler world generate "
             f"--config configs/osse.yaml --out {truth_path}) or pass --truth, e.g. the shipped "
             "demo truth (python -c 'import dafusion.data as d; print(d.demo_truth_path())') "
             "with --inits 6 --every-days 3 --days 7 --free-days 20")
-    source = GriddedSource.open(truth_path, model.channels)
+    source = GriddedSource.open(truth_path, model.channels, member=cfg.data.member)
     t0 = np.datetime64(start, "ns")
     init_times = t0 + (np.arange(inits) * every_days * 24).astype("timedelta64[h]")
     last = init_times[-1] + np.timedelta64(int(days * 24), "h")
@@ -214,7 +215,7 @@ def emulator_errors(config_path: str | None, overrides: tuple[str, ...],
         raise FileExistsError(f"{out}: already exists; pass --force to overwrite")
     path = _checkpoint(cfg, checkpoint)
     model = load_emulator(path)
-    source = GriddedSource.open(truth, model.channels)
+    source = GriddedSource.open(truth, model.channels, member=cfg.data.member)
     first, last = (_time(value, key) for value, key in ((start, "--start"), (end, "--end")))
     inits = np.arange(first, last + np.timedelta64(1, "s"),
                       np.timedelta64(every_hours, "h")).astype("datetime64[ns]")

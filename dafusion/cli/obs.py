@@ -39,7 +39,8 @@ def obs_synth(truth: str | None, out: str, station_list: str | None, start: str 
     cfg = load_config(config_path, overrides)
     if Path(out).exists() and not force:
         raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
-    source = GriddedSource.open(truth or demo_truth_path(), cfg.data.channels)
+    source = GriddedSource.open(truth or demo_truth_path(), cfg.data.channels,
+                                member=cfg.data.member)
     if cfg.obs.station_list:
         network = station_list_network(cfg.obs.station_list, cfg.obs.n_stations, cfg.obs.seed)
     else:

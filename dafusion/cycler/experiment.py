@@ -30,7 +30,7 @@ from dafusion.config import Config
 from dafusion.cycler import seeding
 from dafusion.cycler.modes import ForecastMode, Mode, PlainMode, ReinitMode
 from dafusion.cycler.rundir import Header, RunError
-from dafusion.data import GriddedSource, demo_truth_path
+from dafusion.data import GriddedSource, demo_truth_path, is_url
 from dafusion.emulator.base import ForecastModel
 from dafusion.grids import AnyGrid
 from dafusion.io import sha256
@@ -150,8 +150,8 @@ def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
     from dafusion.prior import demo_prior_path
     from dafusion.prior.checkpoint import load_prior
 
-    truth_path = Path(cfg.run.truth or demo_truth_path())
-    truth = GriddedSource.open(truth_path, cfg.data.channels)
+    truth_ref = cfg.run.truth or demo_truth_path()  # a path, or an fsspec URL of a zarr store
+    truth = GriddedSource.open(truth_ref, cfg.data.channels, member=cfg.data.member)
     _check_window(truth, analysis_times(cfg))  # before loading anything else
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -160,7 +160,7 @@ def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
     denoiser, normaliser, _ = load_prior(prior_path, grid=truth.grid,
                                          channels=cfg.data.channels, device=dev)
     inputs: dict[str, Any] = {
-        "truth": {"file": truth_path.name, "bytes": _size(truth_path)},
+        "truth": _truth_record(truth_ref, cfg.data.member),
         "prior": {"checkpoint": prior_path.name, "weights_sha256": sha256(prior_path / "weights.pt")}}
     emulator, errors = None, None
     if cfg.run.mode != "plain":
@@ -244,6 +244,15 @@ def _check_observations(table: ObservationTable | None, times: np.ndarray, windo
 
 def _hours(hours: float) -> np.timedelta64:
     return np.timedelta64(int(hours * 3600), "s")
+
+
+def _truth_record(ref: str, member: int | None) -> dict[str, Any]:
+    """What the run records of its truth: the file's name and size (a URL: itself)."""
+    record: dict[str, Any] = ({"url": ref} if is_url(ref) else
+                              {"file": Path(ref).name, "bytes": _size(Path(ref))})
+    if member is not None:
+        record["member"] = member
+    return record
 
 
 def _size(path: Path) -> int:

@@ -49,7 +49,8 @@ class RunView:
     def open(cls, path: str | Path) -> RunView:
         run = RunDir(path)
         cfg = run.config()
-        truth = GriddedSource.open(cfg.run.truth or demo_truth_path(), cfg.data.channels)
+        truth = GriddedSource.open(cfg.run.truth or demo_truth_path(), cfg.data.channels,
+                                   member=cfg.data.member)
         return cls(run, cfg, truth, run.metrics(), run.obs_rows())
 
     @property

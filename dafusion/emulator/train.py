@@ -80,7 +80,8 @@ class EmulatorData:
 
     def __init__(self, cfg: Config, meta: EmulatorMeta, start: str, end: str,
                  static: dict[str, np.ndarray], stats: EmulatorStats | None = None):
-        source = GriddedSource.open(cfg.data.path, meta.channels + meta.diagnostics)
+        source = GriddedSource.open(cfg.data.path, meta.channels + meta.diagnostics,
+                                    member=cfg.data.member)
         self.times, values = regridded_period(source, meta.channels + meta.diagnostics, start,
                                               end, meta.grid, cfg.emulator.regrid)
         p = len(meta.channels)

@@ -37,7 +37,8 @@ class TrainingData:
     """Normalised training states, in memory when small enough, else read lazily."""
 
     def __init__(self, cfg: Config, normaliser: Normaliser | None = None):
-        self.source = GriddedSource.open(cfg.data.path, cfg.data.channels)
+        self.source = GriddedSource.open(cfg.data.path, cfg.data.channels,
+                                         member=cfg.data.member)
         self.stack = self.source.stack(cfg.data.train_start, cfg.data.train_end)
         if self.stack.sizes["time"] < 1:
             raise ValueError(f"{cfg.data.path}: no data in the training period "
