@@ -9,6 +9,7 @@ validated the same way. The library never reads YAML except here.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import math
@@ -491,12 +492,34 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: top level must be a mapping, got "
                               f"{type(raw).__name__}")
+    if overrides:
+        raw = _with_defaults(cls, raw)  # an override merges into the resolved mapping
     for item in overrides:
         _apply_override(raw, item, source)
     try:
         return from_dict(cls, raw, "")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def _with_defaults(cls: type, raw: Any) -> Any:
+    """``raw`` with every key it leaves out filled from ``cls``'s defaults, so that
+    ``--set obs.error_std.temperature=0.5`` changes one entry of the default mapping
+    exactly as it changes one entry of a mapping a file gives. A mapping the file
+    gives replaces the default one (the file says all of it)."""
+    if not isinstance(raw, dict):
+        return raw
+    out = dict(raw)
+    for f in dataclasses.fields(cls):
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            out[f.name] = _with_defaults(tp, raw.get(f.name, {}))
+        elif f.name not in raw:
+            default = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                       else f.default)
+            out[f.name] = to_dict(default) if dataclasses.is_dataclass(default) else \
+                copy.deepcopy(default)
+    return out
 
 
 def with_overrides(cfg: Any, overrides: typing.Sequence[str], source: str = "--set") -> Any:

@@ -31,6 +31,18 @@ def header(hour="00", reltime="2303", lat=" 712889", lon="-1567833", date="2010 
     return line
 
 
+def with_numlev(lines):
+    """Each header's NUMLEV set to the number of lines that follow it."""
+    out, count = list(lines), None
+    for i in range(len(out) - 1, -1, -1):
+        if out[i].startswith("#"):
+            out[i] = out[i][:32] + f"{count or 0:4d}" + out[i][36:]
+            count = 0
+        else:
+            count = (count or 0) + 1
+    return out
+
+
 def level(kind, p, z, t, dpdp=8, wdir=64, wspd=21):
     return (f"{kind:<2} {0:5d} {p:6d}B{z:5d}B{t:5d}B{946:5d} {dpdp:5d} {wdir:5d} {wspd:5d} ")
 
@@ -90,12 +102,13 @@ def test_quirks_are_counted_not_crashed():
         header(hour="06", reltime="0600"),  # 6 UTC: 6 h from 00/12, outside a 3 h window
         level("10", 85000, 1450, -20), level("10", 50000, 5600, -250),
     ]
+    lines = with_numlev(lines)
     rejected = Rejections()
     soundings = parse_soundings(lines, "synthetic", rejected)
     assert rejected["sounding: no time (hour 99 and no release time)"] == 1
     assert rejected["sounding: missing coordinates"] == 1
     assert rejected["level: unknown level type 40"] == 1
-    assert rejected["level: malformed line"] == 1
+    assert rejected["level: truncated or malformed line"] == 1
     assert len(soundings) == 3
     table, rej = _import_lines(lines)
     assert set(table.time.astype("datetime64[h]").astype(str)) == {"2010-06-01T12"}
@@ -147,8 +160,13 @@ def test_bad_settings_and_files(tmp_path):
     archive = tmp_path / "empty.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("a-data.txt", "")
-    table, _ = import_igra([archive], settings())
-    assert len(table) == 0
+    with pytest.raises(ValueError, match="empty.zip:a-data.txt: empty"):
+        import_igra([archive], settings())
+    archive = tmp_path / "other.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("readme.txt", "IGRA2 station data\n")
+    with pytest.raises(ValueError, match="other.zip:readme.txt: not an IGRA2 sounding-data"):
+        import_igra([archive], settings())
 
 
 @pytest.mark.real_data

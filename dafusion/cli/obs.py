@@ -81,6 +81,8 @@ def obs_import_igra(files: tuple[str, ...], out: str, station_list: str | None, 
                               _hours(window), names, cfg.obs.error_std)
     table, rejected = import_igra(list(files), settings, station_list=station_list)
     click.echo("rejected (count, reason):\n" + rejected.report())
+    if len(rejected.by_file) > 1:
+        click.echo("per file:\n" + rejected.report_by_file())
     if len(table) == 0:
         raise click.ClickException("no usable observations in " + ", ".join(files))
     write_table(table, out, force=force, attrs={

@@ -108,11 +108,27 @@ class Sounding:
 
 
 class Rejections(collections.Counter):
-    """Counts of rejected lines, levels and soundings by reason."""
+    """Counts of rejected lines, levels and soundings by reason (``by_file``: the same
+    per input file, when several were read)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.by_file: dict[str, collections.Counter] = {}
+
+    def add_file(self, name: str, counts: collections.Counter) -> None:
+        self.by_file[name] = collections.Counter({k: v for k, v in counts.items() if v})
+        self.update(counts)
 
     def report(self) -> str:
         lines = [f"{n:8d}  {reason}" for reason, n in sorted(self.items()) if n]
         return "\n".join(lines) or "    none"
+
+    def report_by_file(self) -> str:
+        blocks = []
+        for name, counts in self.by_file.items():
+            body = "\n".join(f"{n:8d}  {reason}" for reason, n in sorted(counts.items()))
+            blocks.append(f"  {name}:\n{body or '    none'}")
+        return "\n".join(blocks)
 
 
 def _int(text: str) -> int | None:
@@ -148,16 +164,26 @@ def _parse_header(line: str, where: str, rejected: Rejections) -> dict | None:
     if lat is None or lon is None or abs(lat) > 900000 or abs(lon) > 1800000:
         rejected["sounding: missing coordinates"] += 1
         return None
+    nlev = _int(line[32:36])
+    if nlev is None or nlev < 0:
+        rejected["sounding: malformed header (NUMLEV)"] += 1
+        return None
     return {"station_id": line[1:12].strip(), "nominal": nominal, "release": release,
-            "lat": lat / 1e4, "lon": lon / 1e4, "nlev": _int(line[32:36]) or 0}
+            "lat": lat / 1e4, "lon": lon / 1e4, "nlev": nlev}
 
 
-def _parse_level(line: str) -> dict[str, float]:
+LEVEL_LINE_LENGTH = 51  # the last field, WSPD, ends in column 51
+
+
+def _parse_level(line: str) -> dict[str, float] | str:
+    """The level's values, or the name of the first field that is not a number."""
     out = {}
     for name, (a, b) in _LEVEL_COLUMNS.items():
-        raw = line[a - 1:b].strip().rstrip("AB")
+        raw = line[a - 1:b].strip().rstrip("AB")  # PFLAG/ZFLAG/TFLAG follow some fields
         value = _int(raw)
-        out[name] = np.nan if value is None or value in (-9999, -8888) else float(value)
+        if value is None:
+            return name
+        out[name] = np.nan if value in (-9999, -8888) else float(value)
     return out
 
 
@@ -172,31 +198,51 @@ def _finish(header: dict, levels: list[tuple[str, dict]], source: str) -> Soundi
 
 
 def parse_soundings(lines: list[str], source: str, rejected: Rejections) -> list[Sounding]:
-    """Soundings from the lines of one IGRA2 sounding-data file."""
-    soundings, header, levels = [], None, []
-    for number, line in enumerate(lines, 1):
+    """Soundings from the lines of one IGRA2 sounding-data file.
+
+    A level line must be complete (51 columns; a line cut inside a field would read
+    as another number) with a number in every field; a sounding must have as many
+    level lines as its header's NUMLEV says, or it is rejected whole (a cut file)."""
+    soundings: list[Sounding] = []
+    header: dict | None = None
+    levels: list[tuple[str, dict]] = []
+    nlines = 0
+
+    def close() -> None:
+        if header is None:
+            return
+        if nlines == 0 or not levels:
+            rejected["sounding: no levels"] += 1
+        elif nlines != header["nlev"]:
+            rejected["sounding: fewer or more level lines than its header's NUMLEV"] += 1
+        else:
+            soundings.append(_finish(header, levels, source))
+
+    for line in lines:
+        line = line.rstrip("\r\n")
         if not line.strip():
             continue
         if line.startswith("#"):
-            if header is not None:
-                soundings.append(_finish(header, levels, source)) if levels else \
-                    rejected.update(["sounding: no levels"])
-            header, levels = _parse_header(line, f"{source}:{number}", rejected), []
+            close()
+            header, levels, nlines = _parse_header(line, source, rejected), [], 0
             continue
         if header is None:
             rejected["line: level outside a sounding"] += 1
             continue
+        nlines += 1
         kind = line[:2]
-        if len(line) < 27 or not kind.isdigit():
-            rejected["level: malformed line"] += 1
+        if len(line.rstrip()) < LEVEL_LINE_LENGTH or not kind.isdigit():
+            rejected["level: truncated or malformed line"] += 1
             continue
         if kind[0] not in "123" or kind[1] not in "012":
             rejected[f"level: unknown level type {kind}"] += 1
             continue
-        levels.append((kind, _parse_level(line)))
-    if header is not None:
-        soundings.append(_finish(header, levels, source)) if levels else \
-            rejected.update(["sounding: no levels"])
+        values = _parse_level(line)
+        if isinstance(values, str):
+            rejected[f"level: '{values}' is not a number"] += 1
+            continue
+        levels.append((kind, values))
+    close()
     return soundings
 
 
@@ -211,11 +257,27 @@ def read_soundings(path: str | Path, rejected: Rejections) -> list[Sounding]:
                     if member.endswith("/"):
                         continue
                     text = archive.read(member).decode("ascii", errors="replace")
+                    where = f"{path}:{member}"
+                    _check_sounding_text(text, where)
                     out += parse_soundings(text.splitlines(), f"{path.name}:{member}", rejected)
             return out
         text = path.read_text(errors="replace")
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
-    if text.strip() and not text.lstrip().startswith("#"):
-        raise ValueError(f"{path}: not an IGRA2 sounding-data file (no '#' header line first)")
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})"
+                         ) from None
+    _check_sounding_text(text, str(path))
     return parse_soundings(text.splitlines(), path.name, rejected)
+
+
+def _check_sounding_text(text: str, where: str) -> None:
+    """Refuse, naming the file, what is not an IGRA2 sounding-data file."""
+    if not text.strip():
+        raise ValueError(f"{where}: empty")
+    first = text.lstrip().splitlines()[0]
+    if not first.startswith("#"):
+        raise ValueError(f"{where}: not an IGRA2 sounding-data file (no '#' header line "
+                         "first)")
+    if len(first.rstrip()) > 100:  # data headers are 71 columns, derived ones about 160
+        raise ValueError(f"{where}: an IGRA2 derived-parameter file (-drvd.txt: a "
+                         f"{len(first.rstrip())}-column header); import-igra reads the "
+                         "sounding-data files (-data.txt)")

@@ -13,12 +13,16 @@ For each sounding:
   wind direction/speed -> u, v, dew-point depression -> specific humidity
   (Bolton 1980 saturation vapour pressure over water), surface pressure from
   the surface level (type x1) in Pa;
-* every rejected line, level and sounding is counted with its reason.
+* one sounding per station and synoptic time: of two or more releases assigned to
+  the same synoptic time (a re-launch, releases either side of it) the one nearest
+  to it is kept, the others are counted;
+* every rejected line, level and sounding is counted with its reason, per file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -130,27 +134,34 @@ def sounding_rows(s: Sounding, valid: np.datetime64, cfg: ImportSettings,
 
 def import_igra(files: list[str | Path], cfg: ImportSettings, *,
                 station_list: str | Path | None = None) -> tuple[ObservationTable, Rejections]:
-    """Read IGRA2 files and build the observation table; see the module docstring."""
+    """Read IGRA2 files and build the observation table; see the module docstring.
+
+    The rejections come back in total and per file (``Rejections.by_file``)."""
     rejected = Rejections()
     coords = {}
     if station_list is not None:
         stations = read_station_list(station_list)
         coords = {sid: (la, lo) for sid, la, lo in zip(stations.station_id, stations.lat,
                                                         stations.lon)}
-        rejected.update({f"station list: {k}": v for k, v in stations.skipped.items() if v})
-    rows: list[tuple] = []
+        rejected.add_file(Path(station_list).name, Counter(
+            {f"station list: {k}": v for k, v in stations.skipped.items() if v}))
+    candidates: list[tuple[Sounding, np.datetime64, list[tuple]]] = []
     for path in files:
-        for s in read_soundings(path, rejected):
+        per_file = Rejections()
+        for s in read_soundings(path, per_file):
             if s.station_id in coords:  # fixed stations: the list's coordinates
                 s.lat, s.lon = coords[s.station_id]
             valid = synoptic_time(s.time, cfg.hours, cfg.window_hours)
             if valid is None:
-                rejected["sounding: outside the window of every synoptic hour"] += 1
+                per_file["sounding: outside the window of every synoptic hour"] += 1
                 continue
-            got = sounding_rows(s, valid, cfg, rejected)
+            got = sounding_rows(s, valid, cfg, per_file)
             if not got:
-                rejected["sounding: no usable value"] += 1
-            rows += got
+                per_file["sounding: no usable value"] += 1
+                continue
+            candidates.append((s, valid, got))
+        rejected.add_file(str(path), per_file)
+    rows = [row for _, _, got in _one_per_synoptic_time(candidates, rejected) for row in got]
     if not rows:
         return empty_table(), rejected
     time, lat, lon, level, variable, value, err, sid = (np.array(c, dtype=object)
@@ -162,3 +173,34 @@ def import_igra(files: list[str | Path], cfg: ImportSettings, *,
                              error_std=err.astype(float), station_id=sid,
                              source=np.full(n, "igra2"), qc=np.zeros(n, dtype=np.int8))
     return table, rejected
+
+
+DUPLICATE = "sounding: another release of the station nearer the same synoptic time"
+
+
+def _one_per_synoptic_time(candidates: list[tuple[Sounding, np.datetime64, list[tuple]]],
+                           rejected: Rejections) -> list[tuple[Sounding, np.datetime64,
+                                                               list[tuple]]]:
+    """One sounding per station and synoptic time, as an operational centre keeps it:
+    the release nearest to the synoptic time; on a tie the one with more usable values,
+    then the later release (a re-launch replaces a failed one). The others are counted
+    (in the total and under the file they came from)."""
+    groups: dict[tuple[str, np.datetime64], list] = {}
+    for item in candidates:
+        groups.setdefault((item[0].station_id, item[1]), []).append(item)
+    kept = []
+    for (_, valid), items in groups.items():
+        def rank(item: tuple) -> tuple:
+            s, _, got = item
+            distance = abs((s.time - valid).astype("timedelta64[m]").astype(np.int64))
+            return (distance, -len(got), -s.time.astype("datetime64[m]").astype(np.int64))
+        items.sort(key=rank)
+        kept.append(items[0])
+        for s, _, _ in items[1:]:
+            rejected[DUPLICATE] += 1
+            name = s.source.split(":")[0]
+            for key, counts in rejected.by_file.items():
+                if Path(key).name == name:
+                    counts[DUPLICATE] += 1
+                    break
+    return sorted(kept, key=lambda item: (item[1], item[0].station_id))
