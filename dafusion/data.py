@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TypeVar
 
 import numpy as np
 import xarray as xr
@@ -30,6 +30,9 @@ from dafusion import units as unitconv
 from dafusion.grids import AnyGrid, identify_grid
 from dafusion.io import write_netcdf
 from dafusion.variables import BY_SHORT, VARIABLES, Channel, parse_channel, parse_channels
+
+
+XarrayObject = TypeVar("XarrayObject", xr.Dataset, xr.DataArray)
 
 
 class DataError(ValueError):
@@ -467,7 +470,7 @@ class GriddedSource:
                     if times.size > 1 else "")
             raise DataError(f"{self.path}: valid time {t} not in the data "
                             f"({times[0]} .. {times[-1]}{step})")
-        state = self.stack(t, t).isel(time=0).load()
+        state = load(self.stack(t, t).isel(time=0), self.path)
         bad = [c for c, v in zip(self.channel_names, state.values) if not np.all(np.isfinite(v))]
         if bad:
             raise DataError(f"{self.path}: NaN or infinite values at {t} in channels {bad}")
@@ -496,6 +499,17 @@ class GriddedSource:
         _check_chunks(self.path, sorted(names), slice(lo, hi))
 
 
+def load(obj: XarrayObject, path: str) -> XarrayObject:
+    """Read lazily opened values now; a reader's failure (a damaged message or chunk)
+    becomes a DataError naming the file."""
+    try:
+        with _quiet_readers():
+            return obj.load()
+    except Exception as err:  # noqa: BLE001 - any reader failure, re-raised with the file
+        raise DataError(f"{path}: cannot read its values ({type(err).__name__}: {err}); "
+                        "the file is damaged") from None
+
+
 # --------------------------------------------------------------------------- inspect
 
 
@@ -510,8 +524,8 @@ def describe(source: GriddedSource, max_times: int = 64) -> str:
     dims = ["time", "lat", "lon"]
     weights = xr.DataArray(source.grid.lat_weights, dims=["lat"])
     area_mean = sample.weighted(weights).mean(dims)
-    stats = xr.Dataset({"min": sample.min(dims), "mean": area_mean,
-                        "max": sample.max(dims)}).compute()
+    stats = load(xr.Dataset({"min": sample.min(dims), "mean": area_mean,
+                             "max": sample.max(dims)}), source.path)
     mins, means, maxs = (stats[k].values for k in ("min", "mean", "max"))
     bad = [c for c, lo, hi in zip(source.channel_names, mins, maxs)
            if not (np.isfinite(lo) and np.isfinite(hi))]
@@ -541,7 +555,8 @@ def available_channels(ds: xr.Dataset) -> list[str]:
         if "level" in ds[name].dims:
             levels = ds[name].attrs.get("dafusion_levels", ds["level"].values)
             first = ds[name].isel(time=0).sel(level=levels)
-            present = first.notnull().any([d for d in first.dims if d != "level"]).values
+            present = load(first.notnull().any([d for d in first.dims if d != "level"]),
+                           ds.encoding.get("source", "the dataset")).values
             names += [f"{var.short}{int(round(float(lev)))}"
                       for lev, ok in zip(levels, np.atleast_1d(present)) if ok]
         elif var.surface:
@@ -575,7 +590,7 @@ def export(source: GriddedSource, out: str | Path, *, start: str, end: str,
     ds = ds[[n for n in ds.data_vars if n in names]]
     if levels:
         ds = ds.sel(level=levels)
-    ds = ds.load()
+    ds = load(ds, source.path)
     window = type(source)(source.path, source.channels, ds, source.grid).stack().values
     bad = [c for c, v in zip(source.channel_names, np.moveaxis(window, 1, 0))
            if not np.all(np.isfinite(v))]

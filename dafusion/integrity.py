@@ -86,7 +86,7 @@ def netcdf_classic_required_size(path: str | Path) -> int:
     """The smallest length the classic-format file ``path`` can have, from its header."""
     with open(path, "rb") as f:
         magic = f.read(4)
-        if magic[:3] != b"CDF" or magic[3] not in (1, 2, 5):
+        if len(magic) < 4 or magic[:3] != b"CDF" or magic[3] not in (1, 2, 5):
             raise IntegrityError(f"{path}: not a classic netCDF file (magic {magic!r})")
         h = _Header(f, magic[3], str(path))
         numrecs = h.count()

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 
 from conftest import real_file
 from dafusion.cli import main
+from dafusion.config import load_config
 from dafusion.obs.igra import Rejections, parse_soundings, read_soundings
-from dafusion.obs.igra_import import (SUPPORTED, ImportSettings, import_igra,
+from dafusion.obs.igra_import import (DUPLICATE, SUPPORTED, ImportSettings, import_igra,
                                       interpolate_log_p, specific_humidity, synoptic_time)
 from dafusion.obs.table import read_table
 
@@ -181,3 +182,83 @@ def test_cli_import(tmp_path):
     # 23:03 is 57 min before 00 UTC (kept); 11:00 is 60 min before 12 UTC (kept)
     assert len(np.unique(table.time)) == 2 and set(table.level[~np.isnan(table.level)]) == \
         {850.0, 500.0, 250.0}
+
+
+# --------------------------------------------------------------------------- boundary
+
+
+@pytest.mark.real_data
+def test_a_level_line_cut_inside_a_field_is_rejected_not_read(tmp_path):
+    lines = real_file("igra2", "USM00070026-data.txt").read_text().splitlines()
+    k = next(i for i, ln in enumerate(lines)
+             if not ln.startswith("#") and int(ln[46:51]) >= 100)  # WSPD >= 10.0 m/s
+    pressure = float(lines[k][9:15])
+    lines[k] = lines[k][:49]  # cut inside WSPD: e.g. "  1" of "  129" would read 0.1 m/s
+    path = tmp_path / "cut-data.txt"
+    path.write_text("\n".join(lines) + "\n")
+    rejected = Rejections()
+    soundings = read_soundings(path, rejected)
+    assert rejected["level: truncated or malformed line"] == 1
+    assert pressure not in soundings[0].values["press"]  # the cut level is not read
+    # the file cut in the middle of a sounding: fewer lines than NUMLEV, sounding rejected
+    lines = real_file("igra2", "USM00070026-data.txt").read_text().splitlines()
+    path.write_text("\n".join(lines[:100]) + "\n")
+    rejected = Rejections()
+    assert read_soundings(path, rejected) == []
+    assert rejected == {"sounding: fewer or more level lines than its header's NUMLEV": 1}
+
+
+def _release(sounding_lines, hhmm):
+    head = sounding_lines[0]
+    return [head[:27] + hhmm + head[31:]] + sounding_lines[1:]
+
+
+@pytest.mark.real_data
+def test_one_release_per_station_and_synoptic_time(tmp_path):
+    lines = real_file("igra2", "USM00070026-data.txt").read_text().splitlines()
+    first = lines[:lines.index(next(ln for ln in lines[1:] if ln.startswith("#")))]
+    second = [ln.replace(" -35", " -45", 1) if ln.startswith("10") and " 85000" in ln else ln
+              for ln in first]  # another release: 850 hPa 1 K colder
+    path = tmp_path / "CAN-data.txt"
+    # the first release at 22:00 (2 h early), a re-launch at 00:30 (30 min late)
+    path.write_text("\n".join(_release(first, "2200") + _release(second, "0030")) + "\n")
+    table, rej = import_igra([path], settings())
+    assert rej[DUPLICATE] == 1 and rej.by_file[str(path)][DUPLICATE] == 1
+    assert len(set(zip(table.station_id, table.time, table.variable, table.level))) == \
+        len(table)
+    t850 = table.value[(table.variable == "temperature") & (table.level == 850.0)]
+    assert t850 == pytest.approx([273.15 - 4.5])  # the release nearest to 00 UTC
+    # swapped: the nearer one is now the first release
+    path.write_text("\n".join(_release(first, "2345") + _release(second, "0130")) + "\n")
+    table, _ = import_igra([path], settings())
+    t850 = table.value[(table.variable == "temperature") & (table.level == 850.0)]
+    assert t850 == pytest.approx([273.15 - 3.5])
+
+
+@pytest.mark.real_data
+def test_derived_parameter_files_are_refused_by_name(tmp_path):
+    drvd = real_file("igra2", "USM00070026-drvd.txt")
+    data = real_file("igra2", "USM00070026-data.txt")
+    for files in ([drvd], [data, drvd]):
+        with pytest.raises(ValueError, match="USM00070026-drvd.txt: an IGRA2 derived-parameter"):
+            import_igra(files, settings())
+    result = CliRunner().invoke(main, ["obs", "import-igra", str(data), str(drvd), "--out",
+                                       str(tmp_path / "o.nc")])
+    assert result.exit_code == 1 and "derived-parameter" in result.output
+    assert not (tmp_path / "o.nc").exists()
+
+
+@pytest.mark.real_data
+def test_set_on_error_std_keeps_the_other_variables(tmp_path):
+    data = str(real_file("igra2", "USM00070026-data.txt"))
+    counts = []
+    for extra in ([], ["--set", "obs.error_std.temperature=0.5"],
+                  ["--config", "configs/osse.yaml", "--set", "obs.error_std.temperature=0.5"]):
+        out = tmp_path / f"o{len(counts)}.nc"
+        result = CliRunner().invoke(main, ["obs", "import-igra", data, "--out", str(out),
+                                           *extra])
+        assert result.exit_code == 0, result.output
+        table = read_table(out)
+        counts.append((len(table), sorted(set(table.variable))))
+    defaults = {v for v in SUPPORTED if v in load_config().obs.error_std}
+    assert counts[0] == counts[1] == counts[2] and set(counts[0][1]) == defaults

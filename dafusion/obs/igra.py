@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 import zipfile
 from pathlib import Path
 
@@ -139,7 +140,13 @@ def _int(text: str) -> int | None:
         return None
 
 
+_STATION_ID = re.compile(r"[A-Z0-9]{11}")  # country (2), network (1), station (8)
+
+
 def _parse_header(line: str, where: str, rejected: Rejections) -> dict | None:
+    if not _STATION_ID.fullmatch(line[1:12]):
+        rejected["sounding: malformed station id"] += 1
+        return None
     year, month, day = _int(line[13:17]), _int(line[18:20]), _int(line[21:23])
     hour, reltime = _int(line[24:26]), line[27:31]
     lat, lon = _int(line[55:62]), _int(line[63:71])

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from dafusion.config import Config, dump_config
-from dafusion.data import GriddedSource
+from dafusion.data import GriddedSource, load
 from dafusion.normalise import Normaliser
 from dafusion.io import recover_directory as recover
 from dafusion.prior.checkpoint import PriorMeta, build_denoiser, read_meta, save_prior
@@ -46,7 +46,7 @@ class TrainingData:
         self.cache = None
         in_memory = self.stack.size * 4 <= cfg.prior.train.cache_max_gb * 1e9
         if in_memory:
-            self.stack = self.stack.astype(np.float32).load()
+            self.stack = load(self.stack.astype(np.float32), self.source.path)
         self.normaliser = normaliser or Normaliser.fit(self.stack, self.source.grid)
         if in_memory:
             values = self.normaliser.normalise(self.stack.values)

@@ -1,0 +1,229 @@
+"""Real files at the boundary: each layout a user may bring reads right or fails clearly.
+
+Built from the real samples in ../shared/data/real (GRIB messages split at their
+stated lengths, files cut with a byte count, ensembles stacked with xarray)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+from conftest import real_file
+from dafusion import integrity
+from dafusion.cli import main
+from dafusion.config import load_config
+from dafusion.data import DataError, GriddedSource, available_channels, open_dataset
+
+NC = ("era5", "era5_an_t_z_500_850hPa_1deg_global_2007010112.nc")
+GRIB = ("era5", "era5_an_t_z_500_850hPa_1deg_global_2007010112.grib")
+T0 = "2007-01-01T12"
+ALL = ["t500", "t850", "z500", "z850"]
+
+
+def grib_split(path) -> dict[str, bytes]:
+    """The GRIB1 messages of ``path`` by channel, split at their stated lengths and
+    named from section 1 (octet 9: parameter, 11-12: level) - no GRIB library."""
+    data, out, i = path.read_bytes(), {}, 0
+    while i < len(data):
+        length = int.from_bytes(data[i + 4:i + 7], "big")
+        pds = data[i + 8:]
+        name = {130: "t", 129: "z"}[pds[8]] + str(int.from_bytes(pds[10:12], "big"))
+        out[name] = data[i:i + length]
+        i += length
+    return out
+
+
+def reference() -> dict[str, np.ndarray]:
+    source = GriddedSource.open(real_file(*NC), ALL)
+    return dict(zip(ALL, source.at(T0).values))
+
+
+def inspect(*args: str) -> object:
+    return CliRunner().invoke(main, ["data", "inspect", *map(str, args)])
+
+
+# --------------------------------------------------------------------------- single levels
+
+
+@pytest.mark.real_data
+def test_one_pressure_level_per_variable_in_grib(tmp_path):
+    pytest.importorskip("cfgrib", reason="GRIB needs the 'grib' extra")
+    messages = grib_split(real_file(*GRIB))
+    path = tmp_path / "z500_t850.grib"
+    path.write_bytes(messages["z500"] + messages["t850"])  # the CDS's z500 + t850 request
+    assert sorted(available_channels(open_dataset(path))) == ["t850", "z500"]
+    got = GriddedSource.open(path, ["z500", "t850"]).at(T0).values
+    ref = reference()
+    assert np.abs(got[0] - ref["z500"]).max() < 0.5  # the netCDF's packing (data README)
+    assert np.abs(got[1] - ref["t850"]).max() < 7e-4
+    with pytest.raises(DataError, match=r"z500_t850.grib: level 850 hPa of 'geopotential'"):
+        GriddedSource.open(path, ["z850"])
+    result = inspect(path)
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert sorted(ln.split()[0] for ln in result.output.splitlines()[-2:]) == ["t850", "z500"]
+
+
+@pytest.mark.real_data
+def test_scalar_level_absent_level_and_channel_named_netcdf(tmp_path):
+    ds = xr.open_dataset(real_file(*NC))
+    ref = reference()
+    scalar = tmp_path / "scalar.nc"
+    ds.sel(level=500).to_netcdf(scalar)  # a scalar 'level' coordinate
+    assert np.array_equal(GriddedSource.open(scalar, ["t500"]).at(T0).values[0], ref["t500"])
+    none = tmp_path / "none.nc"
+    ds.sel(level=500, drop=True).to_netcdf(none)  # no level information at all
+    with pytest.raises(DataError, match=r"none.nc: 'temperature' carries no pressure level"):
+        GriddedSource.open(none, ["t500"])
+    named = tmp_path / "named.nc"
+    xr.Dataset({"z500": ds["z"].sel(level=500, drop=True),
+                "t850": ds["t"].sel(level=850, drop=True)}).to_netcdf(named)
+    got = GriddedSource.open(named, ["t850", "z500"]).at(T0).values
+    assert np.array_equal(got[0], ref["t850"]) and np.array_equal(got[1], ref["z500"])
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+@pytest.mark.real_data
+def test_truncated_netcdf_is_refused_before_any_value(tmp_path):
+    data = real_file(*NC).read_bytes()
+    cut = tmp_path / "cut.nc"
+    cut.write_bytes(data[:300_000])
+    with pytest.raises(DataError, match=r"cut.nc: truncated: 300000 bytes, its header needs "
+                                        r"524796"):
+        open_dataset(cut)
+    result = CliRunner().invoke(main, ["data", "export", str(cut), "--out",
+                                       str(tmp_path / "x.nc"), "--start", T0, "--end", T0])
+    assert result.exit_code == 1 and "truncated" in result.output
+    assert not (tmp_path / "x.nc").exists()
+
+
+def test_header_sizes_match_files_written_by_the_netcdf_library(tmp_path):
+    ds = xr.Dataset({"a": (("time", "x"), np.random.default_rng(0).random((5, 3))),
+                     "b": (("time",), np.arange(5, dtype="i2")),
+                     "c": (("x",), np.arange(3.0)),
+                     "s": (("time", "y"), np.ones((5, 7), "i1"))})
+    for fmt in ("NETCDF3_CLASSIC", "NETCDF3_64BIT", "NETCDF4"):
+        for unlimited in ([], ["time"]):
+            path = tmp_path / f"{fmt}{len(unlimited)}.nc"
+            ds.to_netcdf(path, format=fmt, unlimited_dims=unlimited)
+            size = path.stat().st_size
+            need = (integrity.netcdf_classic_required_size(path) if fmt != "NETCDF4"
+                    else integrity.hdf5_required_size(path))
+            assert 0 <= size - need < 4, (fmt, unlimited)  # at most the final padding
+            path.write_bytes(path.read_bytes()[:need - 1])
+            with pytest.raises(DataError, match="truncated"):
+                open_dataset(path)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("damage,message", [
+    (lambda d: d[:300_000], "GRIB message 3 at byte 260856 is cut"),
+    (lambda d: d[:130428] + b"junk" + d[130428:], "not a GRIB message at byte 130428"),
+    (lambda d: d[:130424] + b"7778" + d[130428:], "does not end with '7777'"),
+    (lambda d: d[:7] + b"\x03" + d[8:], "edition 3"),
+], ids=["cut", "junk-between", "no-end-marker", "edition"])
+def test_damaged_grib_is_refused_by_name(tmp_path, damage, message):
+    path = tmp_path / "bad.grib"
+    path.write_bytes(damage(real_file(*GRIB).read_bytes()))
+    with pytest.raises(DataError, match=f"bad.grib: .*{message}"):
+        open_dataset(path)
+    result = inspect(path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_a_missing_zarr_chunk_is_found_before_use(tmp_path, wb2_dataset):
+    store = tmp_path / "wb2.zarr"
+    enc = {v: {"chunks": (1,) + wb2_dataset[v].shape[1:]} for v in wb2_dataset.data_vars}
+    wb2_dataset.to_zarr(store, zarr_format=2, encoding=enc)
+    GriddedSource.open(store, ["t850"])
+    (store / "temperature" / "3.0.0.0").unlink()
+    with pytest.raises(DataError, match=r"wb2.zarr: chunks missing .*'temperature' \(1\)"):
+        GriddedSource.open(store, ["z500"])
+
+
+# --------------------------------------------------------------------------- ensembles
+
+
+@pytest.mark.real_data
+def test_an_ensemble_file_needs_a_member(tmp_path):
+    ds = xr.open_dataset(real_file(*NC))
+    members = xr.concat([ds + k for k in range(3)], dim="number").assign_coords(
+        number=[0, 1, 2])
+    path = tmp_path / "eda.nc"
+    members.to_netcdf(path)
+    with pytest.raises(DataError, match=r"eda.nc: an ensemble of 3 members \(dimension "
+                                        r"'number'.*--member"):
+        GriddedSource.open(path, ALL)
+    got = GriddedSource.open(path, ALL, member=2).at(T0).values
+    ref = reference()
+    np.testing.assert_allclose(got, np.stack([ref[c] + 2 for c in ALL]), rtol=0, atol=1e-9)
+    with pytest.raises(DataError, match="member 5 not in dimension 'number'"):
+        GriddedSource.open(path, ALL, member=5)
+    with pytest.raises(DataError, match="no ensemble dimension"):
+        GriddedSource.open(real_file(*NC), ALL, member=0)
+    out = tmp_path / "one.nc"
+    result = CliRunner().invoke(main, ["data", "export", str(path), "--member", "1", "--out",
+                                       str(out), "--start", T0, "--end", T0, "--channels",
+                                       ",".join(ALL), "--no-pack"])
+    assert result.exit_code == 0, result.output
+    back = GriddedSource.open(out, ALL).at(T0).values  # the system reads its export back
+    np.testing.assert_allclose(back, np.stack([ref[c] + 1 for c in ALL]), atol=1e-3)
+    cfg = load_config(None, ["data.member=1", f"run.truth={path}"])
+    assert cfg.data.member == 1
+
+
+# --------------------------------------------------------------------------- grids, URLs
+
+
+def test_a_regional_grid_says_so(tmp_path, wb2_dataset):
+    box = wb2_dataset.isel(longitude=slice(0, 10)).assign_coords(
+        longitude=np.arange(10) * 0.25 - 1.0)
+    path = tmp_path / "box.nc"
+    box.to_netcdf(path)
+    with pytest.raises(DataError, match=r"box.nc: not a global grid: .*longitudes -1..1.25 "
+                                        r"\(10 points"):
+        open_dataset(path)
+
+
+def test_a_zarr_store_at_an_fsspec_url(tmp_path, wb2_dataset):
+    fsspec = pytest.importorskip("fsspec")
+    url = "memory://boundary-test/wb2.zarr"
+    enc = {v: {"chunks": (1,) + wb2_dataset[v].shape[1:]} for v in wb2_dataset.data_vars}
+    wb2_dataset.to_zarr(url, mode="w", zarr_format=2, consolidated=True, encoding=enc)
+    local = tmp_path / "wb2.nc"
+    wb2_dataset.to_netcdf(local)
+    try:
+        remote = GriddedSource.open(url, ["t850", "z500", "sp"])
+        expected = GriddedSource.open(local, ["t850", "z500", "sp"])
+        for t in remote.times[[0, 5]]:
+            assert np.array_equal(remote.at(t).values, expected.at(t).values)
+        result = inspect(url)
+        assert result.exit_code == 0 and f"source   {url}" in result.output
+        fsspec.filesystem("memory").rm("/boundary-test/wb2.zarr/temperature/2.0.0.0")
+        assert remote.at(remote.times[5]) is not None  # other windows still read
+        with pytest.raises(DataError, match=r"chunks missing .*'temperature' \(1\)"):
+            remote.at(remote.times[2])
+    finally:
+        fsspec.filesystem("memory").rm("/boundary-test", recursive=True)
+    result = inspect("memory://nowhere/x.zarr")
+    assert result.exit_code == 1 and "not a zarr store" in result.output
+
+
+# --------------------------------------------------------------------------- --set
+
+
+def test_set_merges_into_default_mappings_as_into_a_file(tmp_path):
+    defaults = load_config().obs.error_std
+    merged = load_config(None, ["obs.error_std.temperature=0.5"]).obs.error_std
+    assert merged == {**defaults, "temperature": 0.5}
+    path = tmp_path / "c.yaml"
+    path.write_text("run:\n  members: 3\n")
+    assert load_config(path, ["obs.error_std.temperature=0.5"]).obs.error_std == merged
+    shutil.copy(path, tmp_path / "d.yaml")
+    (tmp_path / "d.yaml").write_text("obs:\n  error_std:\n    temperature: 1.0\n")
+    assert load_config(tmp_path / "d.yaml").obs.error_std == {"temperature": 1.0}
