@@ -227,3 +227,157 @@ def test_set_merges_into_default_mappings_as_into_a_file(tmp_path):
     shutil.copy(path, tmp_path / "d.yaml")
     (tmp_path / "d.yaml").write_text("obs:\n  error_std:\n    temperature: 1.0\n")
     assert load_config(tmp_path / "d.yaml").obs.error_std == {"temperature": 1.0}
+
+
+# --------------------------------------------------------------------------- corruption sweep
+#
+# Every real sample, cut at several lengths and with single bytes replaced (x ^ 0xFF: what a
+# failed disk or transfer leaves). Allowed outcomes: a DataError/ValueError naming the file,
+# or a read whose every difference from the intact file is of a kind the format cannot
+# reveal and that is stated in the README: one packed value changed by a byte inside the
+# data (netCDF classic and GRIB carry no checksum), a packing attribute changed (checked
+# here from the raw file), or whole GRIB messages missing after a cut at a message end.
+
+
+def _offsets(size: int, header: int, seed: int) -> tuple[list[int], list[int]]:
+    cuts = sorted({1, 3, 8, 50, 200, 1000, size // 4, size // 2, size - 100, size - 1})
+    rng = np.random.default_rng(seed)
+    flips = sorted(set(range(0, min(header, size), max(1, header // 24)))
+                   | set(rng.integers(0, size, 12).tolist()))
+    return cuts, flips
+
+
+def _damaged(tmp_path, path, kind, k):
+    data = bytearray(path.read_bytes())
+    if kind == "cut":
+        data = data[:k]
+    else:
+        data[k] ^= 0xFF
+    out = tmp_path / f"{kind}{k}-{path.name}"
+    out.write_bytes(bytes(data))
+    return out
+
+
+def _outcome(fn, path):
+    """('error', message) or ('read', value); anything else fails the test."""
+    try:
+        return "read", fn(path)
+    except (DataError, ValueError) as err:
+        assert path.name in str(err), f"{path.name}: error without the file: {err}"
+        return "error", str(err)
+
+
+def _read_era5(path):
+    source = GriddedSource.open(path, available_channels(open_dataset(path)))
+    return {c: v for c, v in zip(source.channel_names, source.at(T0).values)}
+
+
+def _packing(path):
+    """Per field: (raw packed values, packing parameters), read without the data layer."""
+    if path.suffix == ".nc":
+        with xr.open_dataset(path, mask_and_scale=False) as raw:
+            return {n: (raw[n].values.copy(), raw[n].attrs.get("scale_factor"),
+                        raw[n].attrs.get("add_offset")) for n in raw.data_vars}
+    import eccodes
+
+    out, data = {}, path.read_bytes()
+    for k, (offset, length, _) in enumerate(integrity.grib_messages(path)):
+        h = eccodes.codes_new_from_message(data[offset:offset + length])
+        try:
+            packed = data[offset + length - 4 - eccodes.codes_get(h, "section4Length") + 11:
+                          offset + length - 4]
+            out[k] = (np.frombuffer(packed, np.uint8),
+                      *(eccodes.codes_get(h, key) for key in
+                        ("binaryScaleFactor", "referenceValue", "bitsPerValue",
+                         "decimalScaleFactor")))
+        finally:
+            eccodes.codes_release(h)
+    return out
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("sample", [NC, GRIB], ids=["netcdf", "grib"])
+def test_damaged_era5_samples_never_read_silently_wrong(tmp_path, sample):
+    if sample == GRIB:
+        pytest.importorskip("cfgrib", reason="GRIB needs the 'grib' extra")
+    path = real_file(*sample)
+    intact = _read_era5(path)
+    cuts, flips = _offsets(path.stat().st_size, 1200, seed=1)
+    message_ends = {o + n for o, n, _ in integrity.grib_messages(path)} if sample == GRIB \
+        else set()
+    kinds = {"error": 0, "identical": 0, "one value": 0, "packing": 0, "messages": 0}
+    for kind, k in [("cut", k) for k in cuts] + [("flip", k) for k in flips]:
+        damaged = _damaged(tmp_path, path, kind, k)
+        what, got = _outcome(_read_era5, damaged)
+        if what == "error":
+            kinds["error"] += 1
+            continue
+        changed = {c: int(np.sum(got[c] != intact[c])) for c in got}
+        if set(got) != set(intact):
+            assert kind == "cut" and k in message_ends and set(got) < set(intact)
+            assert not any(changed.values())
+            kinds["messages"] += 1
+        elif not any(changed.values()):
+            kinds["identical"] += 1
+        elif kind == "flip" and sum(changed.values()) == 1:
+            kinds["one value"] += 1
+        else:
+            assert kind == "flip", (kind, k, changed)
+            before, after = _packing(path), _packing(damaged)
+            differs = [n for n in before
+                       if before[n][1:] != after[n][1:]
+                       and np.array_equal(before[n][0], after[n][0])]
+            assert differs, (kind, k, changed)  # the raw values are intact: the packing changed
+            kinds["packing"] += 1
+    assert kinds["error"] >= len(cuts) - len(message_ends & set(cuts)) - 1, kinds
+
+
+def _import(path):
+    from dafusion.obs.igra_import import ImportSettings, import_igra
+
+    settings = ImportSettings([850, 500], [0, 12], 3.0, ["temperature", "geopotential",
+                              "u_component_of_wind", "v_component_of_wind"],
+                              {"temperature": 1.0, "geopotential": 1.0,
+                               "u_component_of_wind": 1.0, "v_component_of_wind": 1.0})
+    table, rejected = import_igra([path], settings)
+    rows = set(zip(table.station_id, table.time.astype(str), table.variable, table.level,
+                   table.value))
+    return rows, sum(n for reason, n in rejected.items() if "type 3x" not in reason)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", ["USM00070026-data.txt", "USM00070026-data.txt.zip",
+                                  "USM00070026-drvd.txt"])
+def test_damaged_igra_files_give_counted_rejections_or_errors(tmp_path, name):
+    path = real_file("igra2", name)
+    intact = _outcome(_import, path)
+    cuts, flips = _offsets(path.stat().st_size, 600, seed=2)
+    for kind, k in [("cut", k) for k in cuts] + [("flip", k) for k in flips]:
+        what, got = _outcome(_import, _damaged(tmp_path, path, kind, k))
+        if intact[0] == "error":  # a derived file stays refused, or gives nothing
+            assert what == "error" or not got[0], (kind, k)
+            continue
+        if what == "error":
+            continue
+        rows, n_rejected = got
+        if kind == "cut":
+            assert rows <= intact[1][0], (kind, k)  # a cut only removes whole soundings
+        elif rows != intact[1][0]:  # every difference comes with a counted rejection
+            assert n_rejected > intact[1][1], (kind, k)
+
+
+@pytest.mark.real_data
+def test_a_damaged_station_list_loses_stations_never_moves_them(tmp_path):
+    from dafusion.obs.igra import read_station_list
+
+    path = real_file("igra2", "igra2-station-list.txt")
+
+    def stations(p):
+        s = read_station_list(p)
+        return set(zip(s.station_id, s.lat, s.lon))
+
+    intact = stations(path)
+    cuts, flips = _offsets(path.stat().st_size, 5000, seed=3)
+    for kind, k in [("cut", k) for k in cuts[1:]] + [("flip", k) for k in flips]:
+        what, got = _outcome(stations, _damaged(tmp_path, path, kind, k))
+        assert what == "error" or got <= intact, (kind, k, got - intact)

@@ -34,6 +34,9 @@ class StationList:
     skipped: dict[str, int]  # reason -> number of lines skipped
 
 
+_STATION_ID = re.compile(r"[A-Z0-9]{11}")  # country (2), network (1), station (8)
+
+
 def _field(line: str, first: int, last: int) -> str:
     return line[first - 1:last].strip()
 
@@ -54,6 +57,9 @@ def read_station_list(path: str | Path) -> StationList:
         sid = _field(line, 1, 11)
         if not sid:
             skipped["blank id"] += 1
+            continue
+        if not _STATION_ID.fullmatch(sid):
+            skipped["malformed"] += 1
             continue
         try:
             lat, lon = float(_field(line, 13, 20)), float(_field(line, 22, 30))
@@ -140,7 +146,9 @@ def _int(text: str) -> int | None:
         return None
 
 
-_STATION_ID = re.compile(r"[A-Z0-9]{11}")  # country (2), network (1), station (8)
+def _in(value: int | None, top: int) -> bool:
+    """A time field: 0..top, or 99 (missing)."""
+    return value is not None and (0 <= value <= top or value == 99)
 
 
 def _parse_header(line: str, where: str, rejected: Rejections) -> dict | None:
@@ -158,11 +166,14 @@ def _parse_header(line: str, where: str, rejected: Rejections) -> dict | None:
     except ValueError:
         rejected["sounding: impossible date"] += 1
         return None
-    nominal = None if hour in (None, 99) else date + np.timedelta64(hour, "h")
     rel_h, rel_m = _int(reltime[:2]), _int(reltime[2:])
+    if not (_in(hour, 23) and _in(rel_h, 23) and _in(rel_m, 59)):  # only 99 means missing
+        rejected["sounding: malformed header (HOUR or RELTIME)"] += 1
+        return None
+    nominal = None if hour == 99 else date + np.timedelta64(hour, "h")
     release = None
-    if rel_h not in (None, 99) and 0 <= rel_h <= 23:
-        release = date + np.timedelta64(rel_h * 60 + (rel_m if rel_m not in (None, 99) else 0), "m")
+    if rel_h != 99:
+        release = date + np.timedelta64(rel_h * 60 + (rel_m if rel_m != 99 else 0), "m")
         if nominal is not None and release - nominal > np.timedelta64(12, "h"):
             release -= np.timedelta64(1, "D")  # launched the evening before a 00 UTC sounding
     if nominal is None and release is None:
