@@ -185,6 +185,8 @@ def _open_grib(path: Path) -> xr.Dataset:
     pieces: dict[str, list[xr.DataArray]] = {}
     for cube in cubes:
         if "valid_time" in cube.coords and cube["valid_time"].ndim <= 1:
+            if cube["valid_time"].ndim == 1:  # valid times become the indexed time axis
+                cube = cube.swap_dims({cube["valid_time"].dims[0]: "valid_time"})
             cube = cube.drop_vars(["time", "step"], errors="ignore")
             cube = cube.rename({"valid_time": "time"})
         cube = _levels_as_dimension(cube.rename(

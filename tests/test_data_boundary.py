@@ -16,7 +16,7 @@ from conftest import real_file
 from dafusion import integrity
 from dafusion.cli import main
 from dafusion.config import load_config
-from dafusion.data import DataError, GriddedSource, available_channels, open_dataset
+from dafusion.data import DataError, GriddedSource, available_channels, describe, open_dataset
 
 NC = ("era5", "era5_an_t_z_500_850hPa_1deg_global_2007010112.nc")
 GRIB = ("era5", "era5_an_t_z_500_850hPa_1deg_global_2007010112.grib")
@@ -381,3 +381,31 @@ def test_a_damaged_station_list_loses_stations_never_moves_them(tmp_path):
     for kind, k in [("cut", k) for k in cuts[1:]] + [("flip", k) for k in flips]:
         what, got = _outcome(stations, _damaged(tmp_path, path, kind, k))
         assert what == "error" or got <= intact, (kind, k, got - intact)
+
+
+@pytest.mark.real_data
+def test_a_multi_time_grib_reads_without_warnings(tmp_path):
+    pytest.importorskip("cfgrib", reason="GRIB needs the 'grib' extra")
+    import warnings
+
+    import eccodes
+
+    path = tmp_path / "four_times.grib"
+    with open(path, "wb") as out:
+        for hour in (0, 6, 12, 18):
+            for message in grib_split(real_file(*GRIB)).values():
+                h = eccodes.codes_new_from_message(message)
+                eccodes.codes_set(h, "dataTime", hour * 100)
+                eccodes.codes_write(h, out)
+                eccodes.codes_release(h)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        source = GriddedSource.open(path, ALL)
+        text = describe(source)
+    assert [str(w.message) for w in caught] == []
+    assert "times    4  2007-01-01T00" in text and "step 6 hours" in text
+    assert "time" in source.ds.indexes  # an indexed time axis: windows select by date
+    assert source.stack("2007-01-01T06", "2007-01-01T12").sizes["time"] == 2
+    ref = reference()
+    got = source.at("2007-01-01T18").values
+    assert np.abs(got[0] - ref["t500"]).max() < 7e-4  # the same fields at every time
