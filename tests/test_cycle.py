@@ -466,3 +466,22 @@ def test_sweep_in_child_processes_gives_the_same_runs(fakes, tmp_path, monkeypat
     assert not there.failed and (tmp_path / "there" / "stations.weight=1.yaml").exists()
     for a, b in zip(here.runs, there.runs):
         assert (a.path / "metrics.csv").read_text() == (b.path / "metrics.csv").read_text()
+
+
+def test_a_truth_at_an_fsspec_url_gives_the_same_run(fakes, tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    tmp, sets = fakes
+    local = next(s.split("=", 1)[1] for s in sets if s.startswith("run.truth="))
+    url = "memory://cycle-test/truth.zarr"
+    xr.open_dataset(local).to_zarr(url, mode="w", zarr_format=2, consolidated=True)
+    try:
+        runs = {}
+        for name, truth in (("file", local), ("url", url)):
+            start_run(cycle_fakes.config(sets, "run.mode=plain", f"run.truth={truth}"),
+                      tmp_path / name)
+            runs[name] = rows(tmp_path / name / "metrics.csv")
+        assert runs["url"] == runs["file"] and len(runs["file"]) == 9
+        inputs = json.loads((tmp_path / "url" / "inputs.json").read_text())
+        assert inputs["truth"] == {"url": url}
+    finally:
+        fsspec.filesystem("memory").rm("/cycle-test", recursive=True)
