@@ -13,7 +13,7 @@ import xarray as xr
 from click.testing import CliRunner
 
 from conftest import real_file
-from dafusion import integrity
+from dafusion.data import integrity
 from dafusion.cli import main
 from dafusion.config import load_config
 from dafusion.data import DataError, GriddedSource, available_channels, describe, open_dataset
@@ -409,3 +409,23 @@ def test_a_multi_time_grib_reads_without_warnings(tmp_path):
     ref = reference()
     got = source.at("2007-01-01T18").values
     assert np.abs(got[0] - ref["t500"]).max() < 7e-4  # the same fields at every time
+
+
+@pytest.mark.real_data
+def test_a_field_given_twice_is_refused(tmp_path):
+    pytest.importorskip("cfgrib", reason="GRIB needs the 'grib' extra")
+    import eccodes
+
+    messages = grib_split(real_file(*GRIB))
+    path = tmp_path / "twice.grib"
+    path.write_bytes(messages["t500"] + messages["t850"] + messages["t500"])
+    ref = reference()  # an identical copy is harmless
+    assert np.abs(GriddedSource.open(path, ["t500"]).at(T0).values[0] - ref["t500"]).max() < 7e-4
+    h = eccodes.codes_new_from_message(messages["t500"])
+    eccodes.codes_set_values(h, eccodes.codes_get_values(h) + 5.0)  # another t500
+    path.write_bytes(messages["t500"] + messages["t850"] + eccodes.codes_get_message(h))
+    eccodes.codes_release(h)
+    result = inspect(path)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "twice.grib: messages 1 and 3 are two different fields for the same t 500" in \
+        result.output
