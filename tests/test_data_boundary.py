@@ -429,3 +429,24 @@ def test_a_field_given_twice_is_refused(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "twice.grib: messages 1 and 3 are two different fields for the same t 500" in \
         result.output
+
+
+def test_missing_chunks_are_counted_per_stored_object(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    if not hasattr(zarr, "create_array"):
+        pytest.skip("sharding needs zarr 3")
+    group = zarr.open_group(tmp_path / "s.zarr", mode="w")
+    plain = group.create_array("plain", shape=(8, 4), chunks=(2, 4), dtype="f4",
+                               dimension_names=("time", "x"))
+    sharded = group.create_array("sharded", shape=(8, 4), chunks=(1, 4), shards=(4, 4),
+                                 dtype="f4", dimension_names=("time", "x"))
+    plain[:], sharded[:] = 1.0, 1.0
+    store = str(tmp_path / "s.zarr")
+    assert integrity.zarr_missing_chunks(store, ["plain", "sharded"]) == {}
+    (tmp_path / "s.zarr" / "plain" / "c" / "3" / "0").unlink()  # times 6, 7
+    shutil.rmtree(tmp_path / "s.zarr" / "sharded" / "c" / "0")  # times 0..3
+    assert integrity.zarr_missing_chunks(store, ["plain", "sharded"]) == {"plain": 1,
+                                                                          "sharded": 1}
+    assert integrity.zarr_missing_chunks(store, ["plain", "sharded"], slice(4, 6)) == {}
+    assert integrity.zarr_missing_chunks(store, ["plain", "sharded"], slice(3, 7)) == \
+        {"plain": 1, "sharded": 1}
