@@ -20,12 +20,14 @@ weights' hash before it loads them. ``prior/checkpoint.py`` and
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 import yaml
 
+from dafusion.config import ConfigError, parse_yaml
 from dafusion.io import commit_directory, partial_directory, recover_directory, sha256
 
 WEIGHTS, RECORD, TRAINING_STATE = "weights.pt", "record.json", "training_state.pt"
@@ -66,9 +68,12 @@ def read_checkpoint_meta(path: str | Path, kind: str, required: tuple[str, ...],
         if not (path / name).exists():
             raise error(f"{path}: incomplete checkpoint, {name} is missing")
     try:
-        raw = yaml.safe_load((path / f"{kind}.yaml").read_text())
-    except yaml.YAMLError as err:
-        raise error(f"{path / f'{kind}.yaml'}: not valid YAML ({err})") from None
+        raw = parse_yaml((path / f"{kind}.yaml").read_text(encoding="utf-8"),
+                         str(path / f"{kind}.yaml"))
+    except UnicodeDecodeError:
+        raise error(f"{path / f'{kind}.yaml'}: not a UTF-8 text file") from None
+    except ConfigError as err:
+        raise error(str(err)) from None
     if not isinstance(raw, dict) or raw.get("format") != f"dafusion-{kind}-1":
         raise error(f"{path / f'{kind}.yaml'}: not a dafusion-{kind}-1 checkpoint")
     return raw
@@ -78,7 +83,11 @@ def read_weights(path: str | Path,
                  error: type[CheckpointError] = CheckpointError) -> dict[str, torch.Tensor]:
     """``weights.pt`` after its sha256 is checked against ``record.json``; no pickle."""
     path = Path(path)
-    if read_record(path).get("weights_sha256") not in (None, sha256(path / WEIGHTS)):
+    expected = read_record(path, error).get("weights_sha256")
+    if expected is None:
+        warnings.warn(f"{path / RECORD}: no weights_sha256, so {WEIGHTS} cannot be verified "
+                      "(a checkpoint written by this package records it)", stacklevel=2)
+    elif expected != sha256(path / WEIGHTS):
         raise error(f"{path / WEIGHTS}: corrupt (sha256 differs from {RECORD})")
     try:
         return torch.load(path / WEIGHTS, map_location="cpu", weights_only=True)
@@ -86,5 +95,13 @@ def read_weights(path: str | Path,
         raise error(f"{path / WEIGHTS}: unreadable or truncated ({err})") from None
 
 
-def read_record(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / RECORD).read_text())
+def read_record(path: str | Path,
+                error: type[CheckpointError] = CheckpointError) -> dict[str, Any]:
+    """``record.json`` of a checkpoint (a mapping), or ``error`` naming the file."""
+    try:
+        record = json.loads((Path(path) / RECORD).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise error(f"{Path(path) / RECORD}: unreadable ({err})") from None
+    if not isinstance(record, dict):
+        raise error(f"{Path(path) / RECORD}: not a JSON object")
+    return record

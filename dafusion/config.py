@@ -429,6 +429,9 @@ class SourcesConfig:
     emulator: EmulatorSourceConfig = dataclasses.field(default_factory=EmulatorSourceConfig)
 
 
+MAX_RUN_DAYS = 36525  # a century of cycles
+
+
 @dataclasses.dataclass
 class RunConfig:
     """``cycler run``: the assimilation window, ensemble and observation sources."""
@@ -451,6 +454,9 @@ class RunConfig:
     def validate(self, path: str) -> None:
         _parse_time(self.start, f"{path}.start")
         _positive(self, path, "days", "cycle_hours", "members", "max_normalised", "inflation")
+        if not self.days <= MAX_RUN_DAYS:  # before any array of analysis times is made
+            raise ConfigError(f"{path}.days: {self.days:g} days is more than a run can hold "
+                              f"(at most {MAX_RUN_DAYS} days; the truth bounds it further)")
         if (self.days * 24) % self.cycle_hours:
             raise ConfigError(f"{path}.days: {self.days} days is not a whole number of "
                               f"{self.cycle_hours}-hour cycles")
@@ -482,13 +488,13 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     raw: dict[str, Any] = {}
     if path is not None:
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as err:
             raise ConfigError(f"{source}: cannot read ({err.strerror})") from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{source}: not valid YAML: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{source}: not a UTF-8 text file (byte {err.start}); a "
+                              "configuration is YAML text") from None
+        raw = parse_yaml(text, source) or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: top level must be a mapping, got "
                               f"{type(raw).__name__}")
@@ -555,6 +561,8 @@ def _validate_tree(obj: Any, path: str) -> None:
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
             _validate_tree(value, _join(path, f.name))
+        elif f.name == "seed" and isinstance(value, int) and not 0 <= value < 2 ** 63:
+            raise ConfigError(f"{_join(path, f.name)}: must be in 0 .. 2**63 - 1, got {value}")
     if hasattr(obj, "validate") and path:
         obj.validate(path)
 
@@ -623,13 +631,45 @@ def _scalar(tp: type, value: Any, path: str) -> Any:
     raise ConfigError(f"{path}: expected {tp.__name__}, got {value!r}")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses duplicate keys (the last would win unseen) and
+    leaves dates as text (the configuration parses its own, naming the key)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} given "
+                                  f"twice (first on line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML text -> Python, safely (no tags that construct objects), strictly (no
+    duplicate keys); errors name ``source``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+
+
 def _apply_override(raw: dict, item: str, source: str) -> None:
     key, sep, text = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {item!r}: expected key.path=value")
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, ConfigError):
         value = text
     node = raw
     parts = key.strip().split(".")
@@ -646,9 +686,13 @@ def _join(path: str, key: str) -> str:
 
 def _parse_time(text: str, path: str) -> dt.datetime:
     try:
-        return dt.datetime.fromisoformat(text)
+        when = dt.datetime.fromisoformat(text)
     except (TypeError, ValueError):
         raise ConfigError(f"{path}: expected an ISO date/time, got {text!r}") from None
+    if when.tzinfo is not None:
+        raise ConfigError(f"{path}: {text!r} has a time zone; times are UTC without one "
+                          f"(here: {when.astimezone(dt.timezone.utc):%Y-%m-%dT%H:%M})")
+    return when
 
 
 def _positive(obj: Any, path: str, *names: str) -> None:

@@ -82,11 +82,29 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], *,
     new one, never a partial one (the rename is atomic on one file system)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    write(tmp)
+    try:
+        write(tmp)
+    except Exception as err:  # noqa: BLE001 - a full disk shows as 'NetCDF: HDF error' etc.
+        tmp.unlink(missing_ok=True)
+        raise WriteError(_write_failure(path, err)) from err
     if check is not None:
         check(tmp)
     os.replace(tmp, path)
     return path
+
+
+class WriteError(OSError):
+    """A file that could not be written; what was there before is unchanged."""
+
+
+def _write_failure(path: Path, err: Exception) -> str:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.0f} MB free on its disk"
+    except OSError:
+        free = "free space unknown"
+    reason = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    return (f"{path}: could not be written ({reason}; {free}); the previous version, if "
+            "any, is unchanged")
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -270,7 +270,7 @@ def _load_resume(out: Path, world: HeldSuarezWorld, config_text: str) -> tuple[A
     if not path.exists():
         raise FileNotFoundError(f"{out}: no resume state ({path.name}); the run stopped "
                                 "during spin-up: start again with --force")
-    saved = np.load(path)
+    saved = np.load(path, allow_pickle=False)
     if str(saved["config"]) != config_text:
         raise ValueError(f"{path}: written with another world configuration; resume "
                          "with the same config or start again with --force")

@@ -404,7 +404,7 @@ def test_a_run_killed_while_being_created_resumes(fakes, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         start_run(cfg, tmp_path / "cut")
     monkeypatch.setattr(rundir, "write_text", real)
-    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["config.yaml"]
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["config.yaml", "lock"]
     with pytest.raises(RunError, match="interrupted while it was being created; 'cycler run "
                                        "--resume"):
         compare([tmp_path / "full", tmp_path / "cut"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sys
+import warnings
 from typing import Any, Callable, Iterator
 
 import click
@@ -25,6 +26,9 @@ def friendly(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except _USER_ERRORS as err:
             raise click.ClickException(str(err)) from err
+        except OSError as err:  # permissions, a full disk, a read-only run directory
+            where = f"{err.filename}: " if err.filename else ""
+            raise click.ClickException(f"{where}{err.strerror or err}") from err
 
     return wrapper
 
@@ -49,6 +53,13 @@ def progress_bar(total: int, desc: str) -> Iterator[Any]:
 @click.version_option(__version__, prog_name="cycler")
 def main() -> None:
     """dafusion: data assimilation cycling with a diffusion prior and an emulator."""
+    warnings.formatwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, line: str | None = None) -> str:
+    """A warning as the command's user reads it: one line, no source location."""
+    return f"Warning: {message}\n"
 
 
 # --------------------------------------------------------------------------- config

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -16,7 +19,18 @@ def _run_dir(cfg, out: str | None, name: str | None) -> Path:  # noqa: ANN001
 
     if out and name:
         raise click.UsageError("give --out or --name, not both")
-    return Path(out) if out else Path("runs") / (name or default_name(cfg))
+    return Path(out) if out else Path("runs") / (_name(name) if name else default_name(cfg))
+
+
+def _name(name: str) -> str:
+    """A run name is one folder name inside runs/: no separators, no '..' (--out is the
+    explicit way to write elsewhere)."""
+    if not name.strip() or name in (".", "..") or any(c in name for c in "/\\\0") \
+            or name != name.strip():
+        raise click.BadParameter(f"{name!r} is not a folder name inside runs/ (no '/', "
+                                 "'\\', '..' or surrounding spaces); use --out to write "
+                                 "elsewhere", param_hint="--name")
+    return name
 
 
 def _with_run_options(cfg, **options):  # noqa: ANN001, ANN003, ANN202
@@ -60,16 +74,33 @@ def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | Non
             raise click.UsageError("--resume takes the run's own configuration; give no "
                                    "other settings")
         run_dir = Path(resume)
-        state = resume_run(run_dir, device=device, progress=progress_bar)
+        with _interruptible(run_dir):
+            state = resume_run(run_dir, device=device, progress=progress_bar)
     else:
         cfg = _with_run_options(load_config(config_path, list(overrides)), mode=mode,
                                 start=start, days=days, members=members)
         run_dir = _run_dir(cfg, out, name)
-        state = start_run(cfg, run_dir, device=device, progress=progress_bar)
+        with _interruptible(run_dir):
+            state = start_run(cfg, run_dir, device=device, progress=progress_bar)
     total = sum(r["total_s"] for r in state.tables.timing)
     click.echo(f"{run_dir}: {state.cycle} analyses, {total:.0f} s in cycles; "
                f"metrics in {run_dir / METRICS}")
     _summary(run_dir)
+
+
+@contextlib.contextmanager
+def _interruptible(run_dir: Path) -> Iterator[None]:
+    """Ctrl-C: one line saying how to continue (every file is written atomically and the
+    run state last, so the directory is resumable), exit status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if run_dir.exists():
+            click.echo(f"\nInterrupted: {run_dir} is resumable: cycler run --resume {run_dir}",
+                       err=True)
+        else:
+            click.echo("\nInterrupted before the run directory was created", err=True)
+        sys.exit(130)
 
 
 def _summary(run_dir: Path) -> None:
@@ -126,7 +157,7 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
         raise click.UsageError("sweep: give at least one --set key=v1,v2,...")
     cfg = _with_run_options(load_config(config_path, fixed), mode=mode, start=start,
                             days=days, members=members)
-    result = sweep(cfg, axes, Path("runs") / name, jobs=jobs, device=device)
+    result = sweep(cfg, axes, Path("runs") / _name(name), jobs=jobs, device=device)
     click.echo(result.table)
     for f in result.files:
         click.echo(f"wrote {f}")

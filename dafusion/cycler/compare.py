@@ -36,6 +36,17 @@ def check_comparable(runs: list[Path]) -> None:
                                + "; ".join(f"{k}: {ref[k]} vs {other[k]}" for k in diff))
 
 
+def _check_same_cycles(runs: list[Path], metrics: list[list[dict[str, Any]]]) -> None:
+    """Runs with different numbers of analyses (one interrupted) are not compared: their
+    means would average different leads."""
+    done = [len({r["cycle"] for r in m}) for m in metrics]
+    if len(set(done)) > 1:
+        short = runs[int(np.argmin(done))]
+        raise CompareError(f"{short}: {min(done)} analyses, other runs {max(done)} (an "
+                           f"interrupted run; finish it with 'cycler run --resume {short}' "
+                           "before comparing)")
+
+
 SCORES = {"rmse": "RMSE of the ensemble mean (best in bold)",
           "spread_skill": "Spread-skill ratio (closest to 1 in bold)",
           "crps": "Fair CRPS (best in bold)"}
@@ -77,6 +88,7 @@ def compare(runs: list[Path], out: Path | None = None,
     check_comparable(runs)
     labels = labels or [r.name for r in runs]
     metrics = [RunDir(r).metrics() for r in runs]
+    _check_same_cycles(runs, metrics)
     scores = [scores_by_lead(m, RunDir(r).config().run.members) for m, r in zip(metrics, runs)]
     channels = list(scores[0]["rmse"])
     columns = list(scores[0]["rmse"][channels[0]])

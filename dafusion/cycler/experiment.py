@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dafusion.config import Config
+from dafusion.config import Config, dump_config
 from dafusion.cycler import seeding
 from dafusion.cycler.modes import ForecastMode, Mode, PlainMode, ReinitMode
 from dafusion.cycler.rundir import Header, RunError
@@ -35,7 +36,7 @@ from dafusion.emulator.base import ForecastModel
 from dafusion.grids import AnyGrid
 from dafusion.io import sha256
 from dafusion.normalise import Normaliser
-from dafusion.obs.table import ObservationTable, read_table, write_table
+from dafusion.obs.table import ObservationTable, read_table, screen, write_table
 from dafusion.prior.base import Denoiser
 
 
@@ -160,6 +161,7 @@ def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
     denoiser, normaliser, _ = load_prior(prior_path, grid=truth.grid,
                                          channels=cfg.data.channels, device=dev)
     inputs: dict[str, Any] = {
+        "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
         "truth": _truth_record(truth_ref, cfg.data.member),
         "prior": {"checkpoint": prior_path.name, "weights_sha256": sha256(prior_path / "weights.pt")}}
     emulator, errors = None, None
@@ -198,9 +200,11 @@ def observation_table(cfg: Config, truth: GriddedSource,
     if not run.sources.stations.enabled:
         return None
     if run.observations:
+        table, removed = screen(read_table(run.observations))
         inputs["observations"] = {"file": Path(run.observations).name,
-                                  "sha256": sha256(Path(run.observations))}
-        return read_table(run.observations)
+                                  "sha256": sha256(Path(run.observations)),
+                                  "rows": len(table), "removed": removed}
+        return table
     o = cfg.obs
     network = (station_list_network(o.station_list, o.n_stations, o.seed) if o.station_list
                else land_network(o.n_stations, o.northern_fraction, o.seed))
@@ -247,12 +251,25 @@ def _hours(hours: float) -> np.timedelta64:
 
 
 def _truth_record(ref: str, member: int | None) -> dict[str, Any]:
-    """What the run records of its truth: the file's name and size (a URL: itself)."""
+    """What the run records of its truth: the file's name, size and digest (a URL: itself;
+    a zarr store: a digest of its metadata and of every chunk's name and size)."""
     record: dict[str, Any] = ({"url": ref} if is_url(ref) else
-                              {"file": Path(ref).name, "bytes": _size(Path(ref))})
+                              {"file": Path(ref).name, "bytes": _size(Path(ref)),
+                               "sha256": _digest(Path(ref))})
     if member is not None:
         record["member"] = member
     return record
+
+
+def _digest(path: Path) -> str:
+    if path.is_file():
+        return sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        small = f.name in (".zarray", ".zattrs", ".zgroup", ".zmetadata", "zarr.json")
+        h.update(f"{rel}\0{f.stat().st_size}\0".encode() + (f.read_bytes() if small else b""))
+    return h.hexdigest()
 
 
 def _size(path: Path) -> int:

@@ -106,8 +106,10 @@ def start_run(cfg: Config, run_dir: str | Path, *, device: str = "cpu",
 def run_experiment(exp: Experiment, run_dir: str | Path, *,
                    progress: Callable[..., Any] | None = None) -> CycleState:
     """Create ``run_dir`` for an experiment (from a configuration or from parts) and run it."""
-    RunDir.create(run_dir, exp.header())
-    return run_cycles(exp, run_dir, progress=progress)
+    run = RunDir.make(run_dir)
+    with run.locked():
+        run.write_header(exp.header())
+        return run_cycles(exp, run_dir, progress=progress)
 
 
 def resume_run(run_dir: str | Path, *, device: str = "cpu",
@@ -117,11 +119,13 @@ def resume_run(run_dir: str | Path, *, device: str = "cpu",
     cfg = run.config()
     if run.complete:
         raise RunError(f"{run.path}: already complete")
-    exp = build_experiment(cfg, device)
-    if run.missing_header():
-        run.write_header(exp.header())
-        run.log("header completed on resume (the run was interrupted while being created)")
-    return run_cycles(exp, run.path, progress=progress)
+    with run.locked():
+        exp = build_experiment(cfg, device)
+        run.check_unchanged(exp.inputs)  # what inputs.json recorded, if it was written
+        if run.missing_header():
+            run.write_header(exp.header())
+            run.log("header completed on resume (the run was interrupted while being created)")
+        return run_cycles(exp, run.path, progress=progress)
 
 
 # --------------------------------------------------------------------------- helpers

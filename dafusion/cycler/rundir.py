@@ -14,6 +14,7 @@ runs/<name>/
   timing.csv             ...
   state.npz              what the next cycle needs: arrays and one JSON string, no pickle
   COMPLETE               written after the last cycle
+  lock                   pid and host of the process running it (an flock while it runs)
 ```
 
 Every file goes through :func:`dafusion.io.atomic_write`. A cycle counts once
@@ -25,18 +26,26 @@ completed by ``--resume``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime as dt
 import json
+import os
+import socket
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None  # type: ignore[assignment]
 
 import numpy as np
 import xarray as xr
 
 from dafusion.config import Config, ConfigError, dump_config, load_config
-from dafusion.io import atomic_write, write_netcdf, write_text
+from dafusion.io import atomic_write, sha256, write_netcdf, write_text
 
 CONFIG = "config.yaml"
 VERSIONS = "versions.json"
@@ -49,6 +58,7 @@ OBS_DIAGNOSTICS = "obs_diagnostics.csv"
 TIMING = "timing.csv"
 STATE = "state.npz"
 COMPLETE = "COMPLETE"
+LOCK = "lock"
 ANALYSIS, MEMBERS, FORECAST = "analysis.nc", "members.nc", "forecast.nc"
 STATE_VERSION = 2
 
@@ -115,15 +125,46 @@ class RunDir:
     # ------------------------------------------------------------------ writing
 
     @classmethod
-    def create(cls, path: str | Path, header: Header) -> "RunDir":
-        """A new directory with its header; an existing one is never overwritten."""
+    def make(cls, path: str | Path) -> "RunDir":
+        """A new, empty directory; an existing one is never reused (of two processes
+        creating the same directory at once, one gets it)."""
         run = cls(path)
-        if run.path.exists():
+        try:
+            run.path.parent.mkdir(parents=True, exist_ok=True)
+            run.path.mkdir()
+        except FileExistsError:
             raise RunError(f"{run.path}: already exists; runs are never overwritten (use "
-                           f"--resume {run.path} to continue it, or another --name)")
-        run.path.mkdir(parents=True)
+                           f"--resume {run.path} to continue it, or another --name)") from None
+        return run
+
+    @classmethod
+    def create(cls, path: str | Path, header: Header) -> "RunDir":
+        """A new directory with its header."""
+        run = cls.make(path)
         run.write_header(header)
         return run
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run while computing: a second ``run``/``--resume`` of the same
+        directory is refused, naming the owner. The kernel releases the lock when the
+        owner exits however it exits (SIGKILL included), so a killed run resumes."""
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunError(f"{self.path}: in use by {owner}; wait for it to finish, or "
+                           "stop it before resuming") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "since": now()}).encode())
+            yield
+        finally:
+            os.close(fd)
 
     def missing_header(self) -> list[str]:
         return [n for n in (VERSIONS, INPUTS, SEEDS, LOG) if not (self.path / n).exists()]
@@ -145,6 +186,9 @@ class RunDir:
             run = header.config.run
             self.log(f"created; mode {run.mode}, {len(header.seeds['cycles'])} analyses from "
                      f"{header.seeds['cycles'][0]['valid_time']}")
+            removed = header.inputs.get("observations", {}).get("removed")
+            if removed:
+                self.log(f"observation rows removed before use: {removed}")
 
     def log(self, line: str) -> None:
         with open(self.path / LOG, "a") as f:
@@ -195,6 +239,25 @@ class RunDir:
                            f"(state version {meta.get('version') if isinstance(meta, dict) else '?'}"
                            f", expected {STATE_VERSION}); delete it to restart the run")
         return meta, arrays
+
+    def check_unchanged(self, inputs: dict[str, Any]) -> None:
+        """Refuse to continue when ``config.yaml`` or an input (truth, observations,
+        checkpoints, error statistics) is not what the run was created with."""
+        if not (self.path / INPUTS).exists():
+            return  # interrupted before inputs.json: nothing was computed yet
+        saved = self.inputs()
+        recorded = saved.get("config_sha256")
+        if recorded is not None and recorded != sha256(self.path / CONFIG):
+            raise RunError(f"{self.path / CONFIG}: changed since the run was created (sha256 "
+                           "differs from inputs.json); a resumed run must continue the same "
+                           "experiment: restore it, or start a new run")
+        changed = [key for key in saved if key != "config_sha256"
+                   and not _recorded_equal(saved[key], inputs.get(key))]
+        if changed:
+            key = changed[0]
+            raise RunError(f"{self.path}: its input '{key}' is not what the run was created "
+                           f"with ({saved[key]} then, {inputs.get(key)} now); restore it, "
+                           "or start a new run")
 
     def mark_complete(self, cycles: int) -> None:
         write_text(self.path / COMPLETE, f"{now()} {cycles} cycles\n")
@@ -252,6 +315,14 @@ class RunDir:
         cfg = self.config()
         return {"truth": self.inputs()["truth"], "start": cfg.run.start, "days": cfg.run.days,
                 "cycle_hours": cfg.run.cycle_hours, "channels": list(cfg.data.channels)}
+
+
+def _recorded_equal(then: Any, now: Any) -> bool:
+    """``now`` agrees with everything ``then`` recorded (a run made by an earlier version
+    recorded less: only what it recorded is compared)."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        return all(k in now and _recorded_equal(v, now[k]) for k, v in then.items())
+    return then == now
 
 
 def default_name(cfg: Config) -> str:

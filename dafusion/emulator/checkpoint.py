@@ -154,7 +154,7 @@ def lucie_stats(npz: str | Path, meta: EmulatorMeta) -> EmulatorStats:
     npz = Path(npz)
     p, f, d = len(meta.channels), len(meta.forcing), len(meta.diagnostics)
     try:
-        data = np.load(npz)
+        data = np.load(npz, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise EmulatorCheckpointError(f"{npz}: unreadable statistics file ({err})") from None
     with data:

@@ -170,7 +170,8 @@ def train_emulator(cfg: Config, out: str | Path, *, resume: bool = False, force:
     static = {"orography": read_orography(ecfg.orography, meta.grid)} \
         if "orography" in meta.forcing else {}
     data = EmulatorData(cfg, meta, cfg.data.train_start, cfg.data.train_end, static,
-                        EmulatorStats(**state["stats"]) if state else None)
+                        EmulatorStats(**{k: v.numpy() for k, v in state["stats"].items()})
+                        if state else None)
     valid = EmulatorData(cfg, meta, cfg.data.valid_start, cfg.data.valid_end, static,
                          data.stats)
     vidx = valid.starts[np.linspace(0, valid.starts.size - 1,
@@ -200,7 +201,16 @@ def _training_state(out: Path, cfg: Config) -> dict[str, Any]:
     path = out / "training_state.pt"
     if not path.exists():
         raise FileNotFoundError(f"{out}: nothing to resume (no training_state.pt)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors, numbers, strings and containers only: a crafted file cannot run code
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - unreadable, truncated or not a plain state
+        raise ValueError(f"{path}: unreadable, truncated or not a plain training state "
+                         f"({type(err).__name__}); start again with --force") from None
+    missing = {"model", "optimiser", "rng", "torch_rng", "record", "stats", "config",
+               "data"} - set(state if isinstance(state, dict) else {})
+    if missing:
+        raise ValueError(f"{path}: not a training state of this version (missing "
+                         f"{sorted(missing)}); start again with --force")
     if state["config"] != dump_config(cfg.emulator) or state["data"] != dump_config(cfg.data):
         raise ValueError(f"{out}: trained with another emulator/data configuration; "
                          "resume with the same configuration or start again with --force")
@@ -267,6 +277,8 @@ def _checkpoint(out: Path, cfg: Config, emulator: SFNOEmulator, optimiser: torch
             "torch": torch.__version__, "parameters": emulator.describe()["parameters"]}
     training_state = {"model": emulator.net.state_dict(), "optimiser": optimiser.state_dict(),
                       "rng": gen.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                      "record": record, "stats": dataclasses.asdict(data.stats),
+                      "record": record,
+                      "stats": {k: torch.as_tensor(np.asarray(v))  # tensors: weights_only
+                                for k, v in dataclasses.asdict(data.stats).items()},
                       "config": dump_config(cfg.emulator), "data": dump_config(cfg.data)}
     save_emulator(out, emulator, info, training_state)

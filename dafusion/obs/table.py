@@ -62,7 +62,8 @@ class ObservationTable:
         for name in _STR_COLUMNS:
             setattr(self, name, np.asarray(getattr(self, name), dtype=object).astype(str))
         self.qc = np.asarray(self.qc, dtype=np.int8)
-        self.lon = np.mod(self.lon, 360.0)
+        west = (self.lon >= -180.0) & (self.lon < 0.0)  # -180..0 -> 180..360; beyond: refused
+        self.lon = np.where(west, self.lon + 360.0, np.where(self.lon == 360.0, 0.0, self.lon))
 
     def __len__(self) -> int:
         return int(self.time.size)
@@ -110,7 +111,8 @@ def validate(table: ObservationTable, where: str) -> None:
                                 f"{getattr(table, f.name).shape}, expected ({n},)")
     _check(where, "time", np.isnat(table.time), table.time)
     _check(where, "lat", ~(np.abs(table.lat) <= 90), table.lat)
-    _check(where, "lon", ~np.isfinite(table.lon), table.lon)
+    _check(where, "lon", ~((table.lon >= 0) & (table.lon < 360)), table.lon,
+           hint="degrees east in -180 .. 360")
     _check(where, "value", ~np.isfinite(table.value), table.value)
     _check(where, "error_std", ~(table.error_std > 0), table.error_std)
     _check(where, "qc", ~np.isin(table.qc, list(QC_CODES)), table.qc)
@@ -120,6 +122,24 @@ def validate(table: ObservationTable, where: str) -> None:
     level_ok = np.where(surface, np.isnan(table.level), (table.level > 0) & (table.level <= 1100))
     _check(where, "level", ~level_ok, table.level,
            hint="NaN for surface variables, 0 < hPa <= 1100 otherwise")
+
+
+def screen(table: ObservationTable) -> tuple[ObservationTable, dict[str, int]]:
+    """Rows a valid table may still hold that no analysis should see, removed and counted:
+    values outside their variable's physically possible range (``Variable.bounds``: a
+    unit or transmission error, e.g. t850 = 1e6 K) and exact duplicates of an earlier row
+    (a file concatenated twice). Independent of the optional background check."""
+    lo = np.array([VARIABLES[v].bounds[0] for v in table.variable], dtype=float)
+    hi = np.array([VARIABLES[v].bounds[1] for v in table.variable], dtype=float)
+    gross = (table.value < lo) | (table.value > hi)
+    keys = list(zip(table.time.astype(np.int64), table.lat, table.lon,
+                    np.nan_to_num(table.level, nan=-1.0), table.variable, table.value,
+                    table.station_id))
+    first: dict[tuple, int] = {}
+    duplicate = np.array([first.setdefault(k, i) != i for i, k in enumerate(keys)], dtype=bool)
+    counts = {"value outside the possible range of its variable": int(gross.sum()),
+              "exact duplicate of an earlier row": int((duplicate & ~gross).sum())}
+    return table.subset(~(gross | duplicate)), {k: v for k, v in counts.items() if v}
 
 
 def _check(where: str, column: str, bad: np.ndarray, values: np.ndarray, hint: str = "") -> None:
@@ -166,7 +186,11 @@ def read_table(path: str | Path) -> ObservationTable:
     except FileNotFoundError:
         raise ObsTableError(f"{path}: no such file") from None
     except (OSError, ValueError) as err:
-        raise ObsTableError(f"{path}: not a readable netCDF observation table ({err})") from None
+        reason = str(err).splitlines()[0]
+        if "engine" in reason:  # xarray's engine guess: the bytes are not netCDF at all
+            reason = "not netCDF"
+        raise ObsTableError(f"{path}: not a readable netCDF observation table ({reason})"
+                            ) from None
     names = [f.name for f in dataclasses.fields(ObservationTable)]
     missing = [n for n in names if n not in ds.variables]
     if missing:
