@@ -270,14 +270,23 @@ def _load_resume(out: Path, world: HeldSuarezWorld, config_text: str) -> tuple[A
     if not path.exists():
         raise FileNotFoundError(f"{out}: no resume state ({path.name}); the run stopped "
                                 "during spin-up: start again with --force")
-    saved = np.load(path, allow_pickle=False)
-    if str(saved["config"]) != config_text:
+    try:  # arrays only: an object array (a pickle) is refused, not run
+        saved = dict(np.load(path, allow_pickle=False))
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable resume state ({err}); start again with "
+                         "--force") from None
+    if str(saved.get("config")) != config_text:
         raise ValueError(f"{path}: written with another world configuration; resume "
                          "with the same config or start again with --force")
     jax = world._jax
     _, treedef = jax.tree_util.tree_flatten(world.initial_state())
-    leaves = [jax.numpy.asarray(saved[f"leaf{i}"]) for i in range(treedef.num_leaves)]
-    return jax.tree_util.tree_unflatten(treedef, leaves), int(saved["next_index"])
+    try:
+        leaves = [jax.numpy.asarray(saved[f"leaf{i}"]) for i in range(treedef.num_leaves)]
+        next_index = int(saved["next_index"])
+    except KeyError as err:
+        raise ValueError(f"{path}: incomplete resume state (no {err}); start again with "
+                         "--force") from None
+    return jax.tree_util.tree_unflatten(treedef, leaves), next_index
 
 
 def _finish(out: Path) -> None:

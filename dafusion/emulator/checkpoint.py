@@ -163,8 +163,11 @@ def lucie_stats(npz: str | Path, meta: EmulatorMeta) -> EmulatorStats:
         if missing:
             raise EmulatorCheckpointError(f"{npz}: keys {missing} are missing (has "
                                           f"{data.files})")
-        raw_m, raw_s = (np.ravel(data[k]).astype(float) for k in need[:2])
-        diff_s, diag_m, diag_s = (np.ravel(data[k]).astype(float) for k in need[2:])
+        try:  # arrays are read here: an object array (a pickle) is refused here
+            raw_m, raw_s, diff_s, diag_m, diag_s = (np.ravel(data[k]).astype(float)
+                                                    for k in need)
+        except (OSError, ValueError) as err:
+            raise EmulatorCheckpointError(f"{npz}: unreadable statistics ({err})") from None
     if raw_m.size < p + f or diff_s.size < p or diag_m.size < d:
         raise EmulatorCheckpointError(
             f"{npz}: {raw_m.size} raw, {diff_s.size} tendency and {diag_m.size} diagnostic "

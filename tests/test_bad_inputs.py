@@ -1,0 +1,331 @@
+"""The bad-input corpus: every command given what a careless or hostile user might give it.
+
+Each case runs the real command line in a scratch folder that already holds the test
+world (truth, checkpoints, an observation table, a complete run) and asserts: exit status
+1 or 2, one ``Error:`` line naming the culprit, no traceback, and nothing already there
+changed (every file's bytes compared; a run's ``lock`` holds only the last owner's pid).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from click.testing import CliRunner
+
+import fakes as cycle_fakes
+from dafusion.cli import main
+from dafusion.obs.table import read_table, write_table
+
+MARKER = "code-ran.txt"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A scratch folder: fakes, an observation table, one complete run; and its settings."""
+    tmp = tmp_path_factory.mktemp("bad-inputs")
+    sets = cycle_fakes.setup(tmp)
+    table = tmp / "obs.nc"
+    result = CliRunner().invoke(main, ["obs", "synth", "--truth", str(tmp / "truth.nc"),
+                                       "--out", str(table), *_set(sets)])
+    assert result.exit_code == 0, result.output
+    shutil.copy(table, tmp / "obs2.nc")
+    for name, obs in (("done", table), ("done2", tmp / "obs2.nc")):
+        result = CliRunner().invoke(main, ["run", "--mode", "plain", "--out",
+                                           str(tmp / "runs" / name),
+                                           *_set(sets, f"run.observations={obs}")])
+        assert result.exit_code == 0, result.output
+    _files(tmp)
+    return tmp, sets
+
+
+def _set(sets, *extra):
+    return [a for s in [*sets, *extra] for a in ("--set", s)]
+
+
+def _files(root: Path) -> None:
+    """The small files every case may name."""
+    (root / "syntax.yaml").write_text("run:\n  members: [2\n")
+    (root / "pytag.yaml").write_text(
+        f"run: !!python/object/apply:os.system ['touch {root / MARKER}']\n")
+    (root / "dup.yaml").write_text("run:\n  members: 2\n  members: 3\n")
+    (root / "baddate.yaml").write_text("data:\n  train_start: 2020-13-01\n")
+    (root / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (root / "text.nc").write_text("not netCDF at all\n")
+    truth = (root / "truth.nc").read_bytes()
+    (root / "cut_truth.nc").write_bytes(truth[:len(truth) // 2])
+    (root / "prior_noweights").mkdir()
+    shutil.copy(root / "prior" / "prior.yaml", root / "prior_noweights")
+    shutil.copytree(root / "prior", root / "prior_corrupt")
+    with open(root / "prior_corrupt" / "weights.pt", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    (root / "notarun").mkdir()
+    (root / "not-igra.txt").write_text("hello\n")
+
+
+def _incomplete(run: Path) -> None:
+    (run / "COMPLETE").unlink()
+    lines = (run / "metrics.csv").read_text().splitlines()
+    (run / "metrics.csv").write_text("\n".join(lines[:1] + [ln for ln in lines[1:]
+                                                             if ln.startswith("0,")]) + "\n")
+
+
+# (id, arguments, expected text of the error line, preparation of a copy of the run)
+CASES = [
+    ("unknown-key", ["run", "--set", "foo=1"], "foo: unknown key", None),
+    ("wrong-type", ["run", "--set", "run.members=ten"], "run.members: expected int", None),
+    ("zero-members", ["run", "--set", "run.members=0"], "run.members: must be > 0", None),
+    ("negative-days", ["run", "--days", "-1"], "run.days: must be > 0", None),
+    ("huge-days", ["run", "--days", "1e12"], "run.days: 1e+12 days is more than", None),
+    ("yaml-syntax", ["run", "--config", "syntax.yaml"], "syntax.yaml: not valid YAML", None),
+    ("python-tag", ["run", "--config", "pytag.yaml"], "pytag.yaml: not valid YAML", None),
+    ("duplicate-key", ["run", "--config", "dup.yaml"],
+     "dup.yaml: line 3: key 'members' given twice", None),
+    ("date-in-file", ["run", "--config", "baddate.yaml"],
+     "baddate.yaml: data.train_start: expected an ISO date/time, got '2020-13-01'", None),
+    ("date-option", ["run", "--start", "2020-13-01"], "run.start: expected an ISO", None),
+    ("timezone", ["run", "--start", "2020-01-01T05:00+05:00"], "has a time zone", None),
+    ("binary-config", ["run", "--config", "binary.yaml"],
+     "binary.yaml: not a UTF-8 text file", None),
+    ("missing-config", ["run", "--config", "absent.yaml"], "absent.yaml: cannot read", None),
+    ("negative-run-seed", ["run", "--set", "run.seed=-1"], "run.seed: must be in 0", None),
+    ("negative-obs-seed", ["run", "--set", "obs.seed=-1"], "obs.seed: must be in 0", None),
+    ("name-parent", ["run", "--name", "../escaped"], "--name", None),
+    ("name-absolute", ["run", "--name", "/tmp/escaped"], "--name", None),
+    ("name-and-out", ["run", "--name", "a", "--out", "b"], "give --out or --name", None),
+    ("out-exists", ["run", "--out", "runs/done"], "runs/done: already exists", None),
+    ("sweep-unknown", ["sweep", "--set", "foo=1,2"], "foo: unknown key", None),
+    ("sweep-section", ["sweep", "--set", "run=1,2"], "run: expected a mapping", None),
+    ("sweep-no-axis", ["sweep", "--set", "run.members=2"], "at least one --set", None),
+    ("sweep-name", ["sweep", "--name", "../x", "--set", "run.members=1,2"], "--name", None),
+    ("observations-not-netcdf", ["run", "--set", "run.observations=text.nc"],
+     "text.nc: not a readable netCDF observation table (not netCDF)", None),
+    ("observations-absent", ["run", "--set", "run.observations=absent.nc"],
+     "absent.nc: no such file", None),
+    ("truth-absent", ["run", "--set", "run.truth=absent.nc"], "absent.nc: no such file",
+     None),
+    ("truth-text", ["run", "--set", "run.truth=text.nc"], "text.nc: not a netCDF, zarr or GRIB",
+     None),
+    ("truth-truncated", ["run", "--set", "run.truth=cut_truth.nc"], "cut_truth.nc: truncated",
+     None),
+    ("window-beyond-truth", ["run", "--days", "30"], "has no state at", None),
+    ("prior-incomplete", ["run", "--set", "prior.checkpoint=prior_noweights"],
+     "prior_noweights: incomplete checkpoint", None),
+    ("prior-corrupt", ["run", "--set", "prior.checkpoint=prior_corrupt"],
+     "weights.pt: corrupt (sha256 differs", None),
+    ("resume-not-a-run", ["run", "--resume", "notarun"], "notarun: not a run directory", None),
+    ("resume-complete", ["run", "--resume", "runs/done"], "runs/done: already complete", None),
+    ("resume-with-settings", ["run", "--resume", "runs/done", "--members", "3"],
+     "--resume takes the run's own configuration", None),
+    ("resume-edited-config", ["run", "--resume", "runs/edited"],
+     "config.yaml: changed since the run was created", "edited"),
+    ("resume-other-observations", ["run", "--resume", "runs/other_obs"],
+     "its input 'observations' is not what the run was created with", "other_obs"),
+    ("resume-garbage-state", ["run", "--resume", "runs/garbage_state"],
+     "state.npz: not a readable run state", "garbage_state"),
+    ("compare-not-a-run", ["compare", "notarun"], "notarun: not a run directory", None),
+    ("compare-interrupted", ["compare", "runs/done", "runs/partial"],
+     "runs/partial: 1 analyses, other runs 3", "partial"),
+    ("compare-other-window", ["compare", "runs/done", "runs/shifted"],
+     "differs from runs/done in ['start']", "shifted"),
+    ("report-not-a-run", ["report", "notarun"], "notarun: not a run directory", None),
+    ("igra-not-igra", ["obs", "import-igra", "not-igra.txt", "--out", "o.nc"],
+     "not-igra.txt: not an IGRA2 sounding-data file", None),
+    ("igra-out-exists", ["obs", "import-igra", "not-igra.txt", "--out", "obs.nc"],
+     "obs.nc: already exists", None),
+    ("inspect-truncated", ["data", "inspect", "cut_truth.nc"], "cut_truth.nc: truncated", None),
+    ("inspect-text", ["data", "inspect", "text.nc"], "text.nc: not a netCDF", None),
+    ("config-section", ["config", "show", "--set", "run=1"], "run: expected a mapping", None),
+]
+
+
+def _prepare(root: Path, copy: str, sets: list[str]) -> None:
+    """A copy of the complete run, damaged as the case needs, made before the snapshot."""
+    run = root / "runs" / copy
+    if run.exists():
+        return
+    shutil.copytree(root / "runs" / ("done2" if copy == "other_obs" else "done"), run)
+    if copy in ("edited", "other_obs", "garbage_state"):
+        (run / "COMPLETE").unlink()
+    if copy == "edited":
+        config = run / "config.yaml"
+        config.write_text(config.read_text().replace("members: 2", "members: 3"))
+    elif copy == "other_obs":  # the run's observation file replaced by another
+        table = read_table(root / "obs2.nc")
+        table.value[:] += 1.0
+        write_table(table, root / "obs2.nc", force=True)
+    elif copy == "garbage_state":
+        (run / "state.npz").write_bytes(b"PK\x03\x04 not a zip")
+    elif copy == "partial":
+        _incomplete(run)
+    elif copy == "shifted":
+        config = run / "config.yaml"
+        config.write_text(config.read_text().replace("start: 2020-01-01T00",
+                                                     "start: 2020-01-01T12"))
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "lock"}
+
+
+@pytest.mark.parametrize("args,expected,copy", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_clear_line_and_changes_nothing(world, monkeypatch, args, expected,
+                                                         copy):
+    root, sets = world
+    monkeypatch.chdir(root)
+    if copy:
+        _prepare(root, copy, sets)
+    argv = args
+    if args[0] in ("run", "sweep") and "--resume" not in args:  # the test world, then the case
+        argv = args[:1] + _set(sets) + args[1:]
+    before = _snapshot(root)
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code in (1, 2), (result.exit_code, result.output)
+    assert "Traceback" not in result.output and result.exception is None or \
+        isinstance(result.exception, SystemExit), result.output
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    assert expected in errors[0], errors[0]
+    assert _snapshot(root) == before
+    assert not (root / MARKER).exists()
+    assert not (root.parent / "escaped").exists() and not Path("/tmp/escaped").exists()
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+
+
+# --------------------------------------------------------------------------- crafted files
+
+
+class _Payload:
+    """Pickles to a call that creates a marker file: what a crafted file would run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_no_file_the_package_loads_can_run_code(tmp_path, monkeypatch):
+    """A crafted pickle wherever the package loads a torch or numpy file: refused, and
+    the code it carries never runs."""
+    from dafusion.checkpoint import read_weights
+    from dafusion.cycler.rundir import RunDir
+    from dafusion.emulator.checkpoint import load_emulator
+    from dafusion.emulator.train import _training_state as emulator_state
+    from dafusion.prior.checkpoint import load_prior
+    from dafusion.prior.train import _load_training_state as prior_state
+
+    import dataclasses
+
+    from dafusion.prior.checkpoint import read_meta
+
+    sets = cycle_fakes.setup(tmp_path)
+    cfg = cycle_fakes.config(sets)
+    meta = read_meta(tmp_path / "prior")  # the configuration the prior was trained with
+    cfg = dataclasses.replace(cfg, prior=dataclasses.replace(cfg.prior, network=meta.network,
+                                                              edm=meta.edm))
+    marker = tmp_path / MARKER
+    crafted = {"model": _Payload(marker)}
+
+    def plant(path: Path) -> None:
+        torch.save(crafted, path)
+
+    for ckpt, loader in (("prior", load_prior), ("emulator", load_emulator)):
+        plant(tmp_path / ckpt / "weights.pt")
+        record = tmp_path / ckpt / "record.json"
+        record.write_text(record.read_text().replace('"weights_sha256"', '"was_sha256"'))
+        with pytest.warns(UserWarning, match="no weights_sha256"), \
+                pytest.raises(ValueError, match="weights.pt: unreadable"):
+            loader(tmp_path / ckpt)
+        with pytest.warns(UserWarning), pytest.raises(ValueError):
+            read_weights(tmp_path / ckpt)
+    for name, loader in (("prior", prior_state), ("emulator", emulator_state)):
+        plant(tmp_path / name / "training_state.pt")
+        with pytest.raises(ValueError, match="training_state.pt: unreadable"):
+            loader(tmp_path / name, cfg)
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "state.npz", "wb") as f:  # savez pickles an object array
+        np.savez(f, meta=np.array([_Payload(marker)], dtype=object))
+    with pytest.raises(ValueError, match="state.npz: not a readable run state"):
+        RunDir(run).load_state()
+    from dafusion.emulator.checkpoint import lucie_stats, read_meta as emulator_meta
+
+    with open(tmp_path / "stats.npz", "wb") as f:  # LUCIE's statistics file, crafted
+        np.savez(f, **{k: np.array([_Payload(marker)], dtype=object) for k in
+                       ("raw_means", "raw_stds", "diff_stds", "diag_means", "diag_stds")})
+    with pytest.raises(ValueError, match="stats.npz"):
+        lucie_stats(tmp_path / "stats.npz", emulator_meta(tmp_path / "emulator"))
+    assert not marker.exists()
+
+
+def test_emulator_training_state_is_read_without_pickle(tmp_path):
+    from dafusion.emulator.train import _training_state
+
+    sets = cycle_fakes.setup(tmp_path)
+    cfg = cycle_fakes.config(sets)
+    out = tmp_path / "training"
+    out.mkdir()
+    marker = tmp_path / MARKER
+    torch.save({"config": _Payload(marker)}, out / "training_state.pt")
+    with pytest.raises(ValueError, match="training_state.pt: unreadable, truncated or not a "
+                                         "plain training state"):
+        _training_state(out, cfg)
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- observations
+
+
+def test_gross_values_duplicates_and_far_longitudes_at_the_table_boundary(tmp_path):
+    from dafusion.obs.table import ObsTableError, ObservationTable, screen, validate
+
+    n = 4
+    rows = dict(time=np.full(n, np.datetime64("2020-01-01T00", "ns")),
+                lat=[10.0, 20.0, 20.0, 30.0], lon=[-10.0, 350.0, 350.0, 5.0],
+                level=[850.0] * n, variable=["temperature"] * n,
+                value=[280.0, 270.0, 270.0, 1e6], error_std=[1.0] * n,
+                station_id=["A", "B", "B", "C"], source=["test"] * n, qc=[0] * n)
+    table = ObservationTable(**rows)
+    assert table.lon[0] == 350.0  # -10 E is 350 E
+    kept, removed = screen(table)
+    assert removed == {"value outside the possible range of its variable": 1,
+                       "exact duplicate of an earlier row": 1}
+    assert kept.value.tolist() == [280.0, 270.0]
+    far = ObservationTable(**{**rows, "lon": [-400.0, 0.0, 0.0, 0.0]})
+    with pytest.raises(ObsTableError, match=r"column lon, row 0: invalid value -400.0"):
+        validate(far, "far.nc")
+
+
+def test_a_run_screens_its_observation_file(tmp_path):
+    from dafusion.cycler.run import start_run
+
+    sets = cycle_fakes.setup(tmp_path)
+    table_path = tmp_path / "obs.nc"
+    result = CliRunner().invoke(main, ["obs", "synth", "--truth", str(tmp_path / "truth.nc"),
+                                       "--out", str(table_path), *_set(sets)])
+    assert result.exit_code == 0, result.output
+    table = read_table(table_path)
+    table.value[0] = 1e6 if table.variable[0] == "temperature" else -1e9
+    from dafusion.obs.table import ObservationTable
+
+    doubled = ObservationTable.concat([table, table])
+    write_table(doubled, table_path, force=True)
+    cfg = cycle_fakes.config(sets, "run.mode=plain", f"run.observations={table_path}")
+    start_run(cfg, tmp_path / "run")
+    inputs = (tmp_path / "run" / "inputs.json").read_text()
+    assert '"value outside the possible range of its variable": 2' in inputs
+    assert f'"exact duplicate of an earlier row": {len(table) - 1}' in inputs
+    assert "observation rows removed before use" in (tmp_path / "run" / "log.txt").read_text()
+    xr.open_dataset(tmp_path / "run" / "cycle_000" / "analysis.nc").close()
