@@ -140,7 +140,8 @@ class Experiment:
         if table is not None:  # the rows the run can use, for the report's maps and scatter
             half = _hours(cfg.run.sources.stations.window_hours)
             keep = (table.time >= self.times[0] - half) & (table.time <= self.times[-1] + half)
-            write_obs = lambda path: write_table(table.subset(keep), path)  # noqa: E731
+            # force: a run killed after this file and before inputs.json rewrites it on resume
+            write_obs = lambda path: write_table(table.subset(keep), path, force=True)  # noqa: E731
         return Header(cfg, versions(), self.inputs,
                       seeding.record(cfg.run.seed, self.times, cfg.run.members), write_obs)
 
@@ -163,7 +164,8 @@ def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
     inputs: dict[str, Any] = {
         "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
         "truth": _truth_record(truth_ref, cfg.data.member),
-        "prior": {"checkpoint": prior_path.name, "weights_sha256": sha256(prior_path / "weights.pt")}}
+        "prior": {"checkpoint": prior_path.name,
+                  "weights_sha256": sha256(prior_path / "weights.pt")}}
     emulator, errors = None, None
     if cfg.run.mode != "plain":
         emulator_path = Path(cfg.emulator.checkpoint or demo_emulator_path())

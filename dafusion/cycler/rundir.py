@@ -235,9 +235,10 @@ class RunDir:
             raise RunError(f"{path}: not a readable run state ({type(err).__name__}: {err}); "
                            "delete it to restart the run from its first cycle") from None
         if not isinstance(meta, dict) or meta.get("version") != STATE_VERSION:
+            version = meta.get("version") if isinstance(meta, dict) else "?"
             raise RunError(f"{path}: written by another version of the cycle driver "
-                           f"(state version {meta.get('version') if isinstance(meta, dict) else '?'}"
-                           f", expected {STATE_VERSION}); delete it to restart the run")
+                           f"(state version {version}, expected {STATE_VERSION}); delete it "
+                           "to restart the run")
         return meta, arrays
 
     def check_unchanged(self, inputs: dict[str, Any]) -> None:
