@@ -128,6 +128,8 @@ CASES = [
      "config.yaml: changed since the run was created", "edited"),
     ("resume-other-observations", ["run", "--resume", "runs/other_obs"],
      "its input 'observations' is not what the run was created with", "other_obs"),
+    ("resume-before-config", ["run", "--resume", "runs/empty"],
+     "a run stopped before its config.yaml was written", "empty"),
     ("resume-garbage-state", ["run", "--resume", "runs/garbage_state"],
      "state.npz: not a readable run state", "garbage_state"),
     ("compare-not-a-run", ["compare", "notarun"], "notarun: not a run directory", None),
@@ -150,6 +152,10 @@ def _prepare(root: Path, copy: str, sets: list[str]) -> None:
     """A copy of the complete run, damaged as the case needs, made before the snapshot."""
     run = root / "runs" / copy
     if run.exists():
+        return
+    if copy == "empty":  # killed between its mkdir and config.yaml
+        run.mkdir()
+        (run / "lock").write_text("")
         return
     shutil.copytree(root / "runs" / ("done2" if copy == "other_obs" else "done"), run)
     if copy in ("edited", "other_obs", "garbage_state"):

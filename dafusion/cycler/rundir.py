@@ -271,6 +271,9 @@ class RunDir:
 
     def config(self) -> Config:
         if not (self.path / CONFIG).exists():
+            if self.path.is_dir() and {p.name for p in self.path.iterdir()} == {LOCK}:
+                raise RunError(f"{self.path}: a run stopped before its {CONFIG} was written "
+                               "(nothing was computed); delete it and start the run again")
             raise RunError(f"{self.path}: not a run directory (no {CONFIG})")
         try:
             return load_config(self.path / CONFIG)
