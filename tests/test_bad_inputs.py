@@ -132,6 +132,8 @@ CASES = [
      "a run stopped before its config.yaml was written", "empty"),
     ("resume-garbage-state", ["run", "--resume", "runs/garbage_state"],
      "state.npz: not a readable run state", "garbage_state"),
+    ("resume-state-without-cycle", ["run", "--resume", "runs/no_cycle"],
+     "state.npz: incomplete run state (KeyError", "no_cycle"),
     ("compare-not-a-run", ["compare", "notarun"], "notarun: not a run directory", None),
     ("compare-interrupted", ["compare", "runs/done", "runs/partial"],
      "runs/partial: 1 analyses, other runs 3", "partial"),
@@ -169,6 +171,10 @@ def _prepare(root: Path, copy: str, sets: list[str]) -> None:
         write_table(table, root / "obs2.nc", force=True)
     elif copy == "garbage_state":
         (run / "state.npz").write_bytes(b"PK\x03\x04 not a zip")
+    elif copy == "no_cycle":  # a readable state that lacks what a state holds
+        (run / "COMPLETE").unlink()
+        with open(run / "state.npz", "wb") as f:
+            np.savez(f, meta=np.array('{"version": 2}'))
     elif copy == "partial":
         _incomplete(run)
     elif copy == "shifted":
