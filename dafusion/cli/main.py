@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from dafusion import __version__
+from dafusion import threads as dafusion_threads
 from dafusion.config import ConfigError, dump_config, load_config
 
 _USER_ERRORS = (ConfigError, ValueError, FileExistsError, FileNotFoundError, RuntimeError,
@@ -51,9 +52,16 @@ def progress_bar(total: int, desc: str) -> Iterator[Any]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cycler")
-def main() -> None:
+@click.option("--threads", type=int, default=None,
+              help="CPU threads (default: OMP_NUM_THREADS, else the CPUs this process may "
+                   "use: affinity and cgroup quota).")
+def main(threads: int | None) -> None:
     """dafusion: data assimilation cycling with a diffusion prior and an emulator."""
     warnings.formatwarning = _one_line_warning
+    try:
+        dafusion_threads.apply(dafusion_threads.choose_threads(threads))
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--threads") from None
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,

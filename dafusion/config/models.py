@@ -182,6 +182,10 @@ class SamplerConfig:
     guidance_scale: float = 1.0  # lambda_g
     guidance_clip: float = 0.0  # max RMS per member of the guidance drift; 0 = off
     guidance_bound: bool = True  # never step past the observations (prior.guidance)
+    # how the network runs (prior.execution): fp32 | tf32 (CUDA) | bf16 (autocast of F_θ)
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    channels_last: bool = False  # NHWC activations (tensor cores)
+    compile: bool = False  # torch.compile of F_θ (the first analysis compiles)
 
     def validate(self, path: str) -> None:
         if self.steps < 1:

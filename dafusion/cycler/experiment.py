@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import os
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -151,6 +152,7 @@ def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
     from dafusion.emulator.checkpoint import demo_emulator_path, load_emulator
     from dafusion.prior import demo_prior_path
     from dafusion.prior.checkpoint import load_prior
+    from dafusion.prior.execution import configure as configure_execution
 
     truth_ref = cfg.run.truth or demo_truth_path()  # a path, or an fsspec URL of a zarr store
     truth = GriddedSource.open(truth_ref, cfg.data.channels, member=cfg.data.member)
@@ -161,6 +163,7 @@ def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
     prior_path = Path(cfg.prior.checkpoint or demo_prior_path())
     denoiser, normaliser, _ = load_prior(prior_path, grid=truth.grid,
                                          channels=cfg.data.channels, device=dev)
+    configure_execution(denoiser, cfg.prior.sampler)
     inputs: dict[str, Any] = {
         "config_sha256": hashlib.sha256(dump_config(cfg).encode()).hexdigest(),
         "truth": _truth_record(truth_ref, cfg.data.member),
@@ -217,7 +220,9 @@ def observation_table(cfg: Config, truth: GriddedSource,
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
+    out = {"python": platform.python_version(), "platform": platform.platform(),
+           "torch_threads": str(torch.get_num_threads()),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)")}
     for pkg in ("dafusion", "torch", "torch-harmonics", "numpy", "xarray", "netCDF4", "scipy"):
         try:
             out[pkg] = metadata.version(pkg)

@@ -83,12 +83,17 @@ def sweep(base: Config, axes: dict[str, list[str]], root: str | Path, *, jobs: i
 
 
 def _in_processes(runs: list[SweepRun], root: Path, jobs: int, device: str) -> None:
-    """``python -m dafusion.cli run --config <root>/<label>.yaml --out <root>/<label>``."""
+    """``python -m dafusion.cli --threads T run --config <root>/<label>.yaml --out
+    <root>/<label>``, T = this process's threads shared among the ``jobs``."""
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
     commands = []
     for r in runs:
         config = write_text(root / f"{r.label}.yaml", dump_config(r.cfg))
-        commands.append([sys.executable, "-m", "dafusion.cli", "run", "--config", str(config),
-                         "--out", str(r.path), "--device", device])
+        commands.append([sys.executable, "-m", "dafusion.cli", "--threads", str(threads),
+                         "run", "--config", str(config), "--out", str(r.path),
+                         "--device", device])
     for i in range(0, len(commands), jobs):
         procs = [subprocess.Popen(c) for c in commands[i:i + jobs]]
         for proc in procs:

@@ -34,14 +34,22 @@ class EDMDenoiser(nn.Module):
             raise ValueError(f"sigma_data must be > 0, got {sigma_data}")
         self.net = net
         self.sigma_data = float(sigma_data)
+        self.autocast: torch.dtype | None = None  # e.g. bfloat16: F_θ only (execution.py)
+        self.channels_last = False
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
         sigma = sigma.expand(x.shape[0]) if sigma.numel() == 1 else sigma
         c_skip, c_out, c_in, c_noise = (c.reshape(-1, 1, 1, 1)
                                         for c in preconditioning(sigma, self.sigma_data))
-        f = self.net(c_in * x, c_noise.reshape(-1))
-        return c_skip * x + c_out * f.to(x.dtype)
+        x_in = c_in * x
+        if self.channels_last:
+            x_in = x_in.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=self.autocast or torch.bfloat16,
+                            enabled=self.autocast is not None):
+            f = self.net(x_in, c_noise.reshape(-1))
+        # the preconditioning, the skip connection and everything after stay in x's dtype
+        return c_skip * x + c_out * f.to(x.dtype).contiguous()
 
 
 def edm_loss(denoiser: nn.Module, x0: torch.Tensor, P_mean: float, P_std: float,
