@@ -190,3 +190,53 @@ def report_cmd(runs: tuple[str, ...], variables: str | None, cycles: str | None,
                        variables.split(",") if variables else None, cyc, latitude)
     n = len(list(page.parent.glob("*.png")))
     click.echo(f"wrote {page} and {n} figures")
+
+
+@main.command("bench")
+@config_options
+@click.option("--members", type=int, help="Ensemble size (default: run.members).")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--precision", type=click.Choice(["fp32", "tf32", "bf16"]),
+              help="Default: prior.sampler.precision.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the network "
+              "(the first call's time is reported apart).")
+@click.option("--channels-last", is_flag=True, help="NHWC activations.")
+@click.option("--shape", default="128x256", show_default=True,
+              help="Grid HxW of the random-weight networks (configurations without files).")
+@click.option("--no-loop", is_flag=True, help="Skip the member-by-member comparison.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False),
+              help="Also write the measurements as JSON.")
+@friendly
+def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int | None,
+              device: str, precision: str | None, compile_: bool, channels_last: bool,
+              shape: str, no_loop: bool, json_out: str | None) -> None:
+    """How fast one guided analysis is here, and how close to the network's own cost
+    (dafusion/cycler/bench.py says what each line means)."""
+    import json
+
+    import torch
+
+    from dafusion.cycler import bench
+    from dafusion.io import write_text
+
+    extra = [f"prior.sampler.precision={precision}"] if precision else []
+    extra += ["prior.sampler.compile=true"] if compile_ else []
+    extra += ["prior.sampler.channels_last=true"] if channels_last else []
+    cfg = load_config(config_path, list(overrides) + extra)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise click.ClickException("--device cuda: no CUDA device is available")
+    m = members or cfg.run.members
+    if bench.files_present(cfg):
+        parts = bench.demo_parts(cfg, m, dev)
+    else:
+        try:
+            h, w = (int(v) for v in shape.lower().split("x"))
+        except ValueError:
+            raise click.BadParameter(f"expected HxW, got {shape!r}", param_hint="--shape")
+        parts = bench.synthetic_parts(cfg, (len(cfg.data.channels), h, w), m, dev)
+    result = bench.run_bench(parts, cfg, members=m, device=dev, loop=not no_loop)
+    click.echo(bench.table(result))
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=1) + "\n")
+        click.echo(f"wrote {json_out}")

@@ -1,0 +1,257 @@
+"""``cycler bench``: how fast an analysis is on this hardware, and how close to the network.
+
+The *floor* of a guided analysis is what its network alone costs: the number of
+guided evaluations the sampler makes (2 per Heun step but the last: 2N − 1) times the
+measured time of one forward + input-gradient pass of the whole ensemble batch.
+Everything else — likelihood terms, observation operators, noise, checks, copies —
+is the overhead, ``analysis / floor − 1``. FLOPs are counted by torch
+(``torch.utils.flop_counter``) for one member.
+
+With a configuration whose files exist (the demo by default) the analysis is the
+first cycle of a real run: the shipped checkpoints, the truth and the configured
+sources. With one whose checkpoints or truth are not here (``configs/era5_lucie.yaml``)
+the networks are built with random weights at their real shapes (the cost does not
+depend on the weights) and one station-like term observes 700 points per channel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from dafusion.config import Config
+from dafusion.obs.base import joint_log_likelihood
+from dafusion.prior.guidance import GuidedDenoiser
+from dafusion.prior.sampler import EDMSampler, member_generators
+
+
+@dataclasses.dataclass
+class Parts:
+    """What one analysis needs: the denoiser, its shape, the terms, an emulator step."""
+
+    denoiser: torch.nn.Module
+    shape: tuple[int, int, int]
+    terms: list
+    forecast: Callable[[], Any] | None  # one 12-hour emulator forecast of the ensemble
+    source: str  # "demo files" / "random weights at the real shapes"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], device: torch.device, repeats: int = 1) -> float:
+    """Median seconds of ``repeats`` calls (after the caller's warm-up)."""
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def flops(denoiser: torch.nn.Module, shape: tuple[int, int, int],
+          device: torch.device) -> tuple[int, int]:
+    """FLOPs of one member's forward, and of its forward + input gradient (torch's count)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randn((1, *shape), device=device)
+    sigma = torch.ones(1, device=device)
+    with FlopCounterMode(display=False) as fwd, torch.no_grad():
+        denoiser(x, sigma)
+    params = [p for p in denoiser.parameters() if p.requires_grad]
+    for p in params:  # the input gradient only, as guidance takes it
+        p.requires_grad_(False)
+    try:
+        with FlopCounterMode(display=False) as both:
+            denoiser(x.requires_grad_(True), sigma).square().sum().backward()
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+    return fwd.get_total_flops(), both.get_total_flops()
+
+
+def forward_and_gradient(denoiser: torch.nn.Module, x: torch.Tensor,
+                         sigma: torch.Tensor) -> None:
+    """One network pass with the input gradient, as a guided evaluation makes it."""
+    x_in = x.detach().requires_grad_(True)
+    torch.autograd.grad(denoiser(x_in, sigma).square().sum(), x_in)
+
+
+class _Counted:
+    """A denoiser that counts its calls (the sampler's guided evaluations)."""
+
+    def __init__(self, denoiser: Callable) -> None:
+        self.denoiser, self.calls = denoiser, 0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.denoiser(x, sigma)
+
+
+def analysis(parts: Parts, cfg: Config, members: list[int], device: torch.device,
+             terms: list | None = None) -> tuple[float, int]:
+    """Seconds of one guided analysis of ``members`` (one batch) and its evaluations."""
+    s, terms = cfg.prior.sampler, parts.terms if terms is None else terms
+    guided = _Counted(GuidedDenoiser(parts.denoiser, joint_log_likelihood(terms),
+                                     scale=s.guidance_scale, clip=s.guidance_clip,
+                                     bound=s.guidance_bound) if terms
+                      else parts.denoiser)
+    sampler = EDMSampler(s)
+    gens = member_generators(cfg.run.seed, members, device)
+    seconds = _timed(lambda: sampler(guided, parts.shape, gens, device=device), device)
+    return seconds, guided.calls
+
+
+def _one_member(term: Any, m: int, members: int) -> Any:
+    """A term as member ``m`` alone sees it (perturbed pseudo-observations are per member)."""
+    y = getattr(term, "y", None)
+    if (members > 1 and dataclasses.is_dataclass(term) and isinstance(y, torch.Tensor)
+            and y.dim() >= 2 and y.shape[0] == members):
+        return dataclasses.replace(term, y=y[m:m + 1])
+    return term
+
+
+def peak_memory(device: torch.device) -> tuple[str, float]:
+    """('cuda max allocated' | 'peak RSS', GB)."""
+    if device.type == "cuda":
+        return "CUDA max allocated", torch.cuda.max_memory_allocated(device) / 1e9
+    return "peak RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KB -> GB
+
+
+def run_bench(parts: Parts, cfg: Config, *, members: int, device: torch.device,
+              loop: bool = True, repeats: int = 3) -> dict[str, Any]:
+    """Every measurement of the module docstring, as a flat dictionary."""
+    s = cfg.prior.sampler
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    out: dict[str, Any] = {
+        "source": parts.source, "device": _device_name(device), "threads": torch.get_num_threads(),
+        "precision": s.precision, "channels_last": s.channels_last, "compile": s.compile,
+        "shape": list(parts.shape), "members": members, "steps": s.steps,
+        "parameters": sum(p.numel() for p in parts.denoiser.parameters())}
+    out["gflop_forward"], out["gflop_forward_gradient"] = (
+        f / 1e9 for f in flops(parts.denoiser, parts.shape, device))
+    x = torch.randn((members, *parts.shape), device=device)
+    sigma = torch.ones(members, device=device)
+    first = _timed(lambda: forward_and_gradient(parts.denoiser, x, sigma), device)
+    out["first_call_s"] = first  # includes compilation when compile is on
+    one = _timed(lambda: forward_and_gradient(parts.denoiser, x, sigma), device, repeats)
+    out["forward_gradient_s"] = one
+    analysis(parts, cfg, list(range(members)), device)  # warm-up (allocations, caches)
+    seconds, evals = analysis(parts, cfg, list(range(members)), device)
+    out.update(analysis_s=seconds, per_member_s=seconds / members, evaluations=evals,
+               floor_s=evals * one, analysis_over_floor=seconds / (evals * one),
+               achieved_tflops=evals * members * out["gflop_forward_gradient"] / 1e3 / seconds)
+    if loop:
+        looped = sum(analysis(parts, cfg, [m], device,
+                              [_one_member(term, m, members) for term in parts.terms])[0]
+                     for m in range(members))
+        out.update(member_loop_s=looped, batched_speedup=looped / seconds)
+    if parts.forecast is not None:
+        parts.forecast()  # warm-up
+        out["emulator_12h_s"] = _timed(parts.forecast, device, repeats)
+    out["memory_kind"], out["peak_memory_gb"] = peak_memory(device)
+    return out
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"{platform.processor() or platform.machine()} CPU"
+
+
+# --------------------------------------------------------------------------- the parts
+
+
+def demo_parts(cfg: Config, members: int, device: torch.device) -> Parts:
+    """The first analysis of a real run of ``cfg`` (its files must exist)."""
+    from dafusion.cycler.experiment import build_experiment
+    from dafusion.cycler.sources import cycle_terms
+
+    exp = build_experiment(dataclasses.replace(cfg, run=dataclasses.replace(
+        cfg.run, members=members)), str(device))
+    t, mode = exp.times[0], exp.mode()
+    truth = torch.as_tensor(exp.normaliser.normalise(exp.truth.at(t).values),
+                            dtype=torch.float32)
+    pseudo = mode.pseudo_obs(0)
+    terms = cycle_terms(exp, 0, t, truth, pseudo, None)
+    forecast = None
+    if hasattr(mode, "next_state"):  # the emulator modes: one 12-hour step as a cycle makes it
+        truth_m = np.repeat(exp.truth.at(t).values[None], members, axis=0)
+        forecast = lambda: mode.next_state(0, truth_m)  # noqa: E731
+    return Parts(exp.denoiser, (len(exp.channels), *exp.grid.shape), terms, forecast,
+                 "the configuration's files (first analysis of a run)")
+
+
+class _StationLike:
+    """700 observed points per channel, Σ_y and Γ̂ as the paper's radiosondes."""
+
+    name, sigma_y, gamma, weight, covariance = "stations", 5e-4, 1e-5, 1.0, None
+
+    def __init__(self, shape: tuple[int, int, int], device: torch.device) -> None:
+        size = int(np.prod(shape))
+        gen = torch.Generator().manual_seed(0)
+        self.index = torch.randperm(size, generator=gen)[:shape[0] * 700].to(device)
+        self.y = torch.zeros(self.index.numel(), device=device)
+
+    def operator(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)[:, self.index]
+
+
+def synthetic_parts(cfg: Config, shape: tuple[int, int, int], members: int,
+                    device: torch.device) -> Parts:
+    """Random-weight networks of the configuration's shapes (prior and emulator)."""
+    from dafusion.emulator.checkpoint import meta_from_config
+    from dafusion.emulator.model import EmulatorStats, SFNOEmulator
+    from dafusion.prior.edm import EDMDenoiser
+    from dafusion.prior.execution import configure
+    from dafusion.prior.network import SongUNet
+
+    torch.manual_seed(0)
+    denoiser = EDMDenoiser(SongUNet(shape[0], shape[1:], cfg.prior.network),
+                           cfg.prior.edm.sigma_data).to(device).eval()
+    configure(denoiser, cfg.prior.sampler)
+    meta = meta_from_config(cfg.emulator)
+    p, f, d = len(meta.channels), len(meta.forcing), len(meta.diagnostics)
+    stats = EmulatorStats(np.zeros(p), np.ones(p), np.ones(p), np.zeros(f), np.ones(f),
+                          np.zeros(d), np.ones(d))
+    static = {"orography": np.zeros(meta.grid.shape)} if "orography" in meta.forcing else {}
+    emulator = SFNOEmulator(meta, stats, static=static).to(device).eval()
+    x = torch.randn((members, p + f, *meta.grid.shape), device=device)
+
+    def forecast() -> None:
+        with torch.no_grad():
+            for _ in range(12 // meta.time_step_hours):
+                emulator.net(x)
+
+    return Parts(denoiser, shape, [_StationLike(shape, device)], forecast,
+                 "random weights at the configuration's shapes")
+
+
+def files_present(cfg: Config) -> bool:
+    """Whether ``cfg`` names files that exist (or the shipped demo ones)."""
+    named = [cfg.prior.checkpoint, cfg.run.truth]
+    if cfg.run.mode != "plain":
+        named.append(cfg.emulator.checkpoint)
+    return all(not p or Path(p).exists() for p in named)
+
+
+def table(result: dict[str, Any]) -> str:
+    """The measurements as ``name  value`` lines."""
+    rows = []
+    for key, value in result.items():
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        rows.append(f"{key:<24} {text}")
+    return "\n".join(rows)
