@@ -28,8 +28,8 @@ def configure(denoiser: EDMDenoiser, cfg: SamplerConfig) -> EDMDenoiser:
     torch.backends.cudnn.allow_tf32 = fast_matmul
     denoiser.autocast = torch.bfloat16 if cfg.precision == "bf16" else None
     denoiser.channels_last = cfg.channels_last
-    if cfg.channels_last:
-        denoiser.net.to(memory_format=torch.channels_last)
+    denoiser.net.to(memory_format=torch.channels_last if cfg.channels_last
+                    else torch.contiguous_format)
     if cfg.compile and not getattr(denoiser.net, "_dafusion_compiled", False):
         denoiser.net = torch.compile(denoiser.net)
         denoiser.net._dafusion_compiled = True
