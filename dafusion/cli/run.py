@@ -201,6 +201,8 @@ def report_cmd(runs: tuple[str, ...], variables: str | None, cycles: str | None,
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the network "
               "(the first call's time is reported apart).")
 @click.option("--channels-last", is_flag=True, help="NHWC activations.")
+@click.option("--micro-batch", type=int, help="Members per guided network pass "
+              "(default: prior.sampler.micro_batch; 0 = all).")
 @click.option("--shape", default="128x256", show_default=True,
               help="Grid HxW of the random-weight networks (configurations without files).")
 @click.option("--no-loop", is_flag=True, help="Skip the member-by-member comparison.")
@@ -209,7 +211,8 @@ def report_cmd(runs: tuple[str, ...], variables: str | None, cycles: str | None,
 @friendly
 def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int | None,
               device: str, precision: str | None, compile_: bool, channels_last: bool,
-              shape: str, no_loop: bool, json_out: str | None) -> None:
+              micro_batch: int | None, shape: str, no_loop: bool,
+              json_out: str | None) -> None:
     """How fast one guided analysis is here, and how close to the network's own cost
     (dafusion/cycler/bench.py says what each line means)."""
     import json
@@ -222,6 +225,7 @@ def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int 
     extra = [f"prior.sampler.precision={precision}"] if precision else []
     extra += ["prior.sampler.compile=true"] if compile_ else []
     extra += ["prior.sampler.channels_last=true"] if channels_last else []
+    extra += [f"prior.sampler.micro_batch={micro_batch}"] if micro_batch is not None else []
     cfg = load_config(config_path, list(overrides) + extra)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():

@@ -186,6 +186,7 @@ class SamplerConfig:
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     channels_last: bool = False  # NHWC activations (tensor cores)
     compile: bool = False  # torch.compile of F_θ (the first analysis compiles)
+    micro_batch: int = 0  # members per guided network pass (0 = the whole ensemble)
 
     def validate(self, path: str) -> None:
         if self.steps < 1:
@@ -193,7 +194,8 @@ class SamplerConfig:
         positive(self, path, "sigma_min", "sigma_max", "rho", "S_noise")
         if self.sigma_min >= self.sigma_max:
             raise ConfigError(f"{path}.sigma_min: must be < sigma_max")
-        non_negative(self, path, "S_churn", "S_tmin", "guidance_scale", "guidance_clip")
+        non_negative(self, path, "S_churn", "S_tmin", "guidance_scale", "guidance_clip",
+                     "micro_batch")
 
 
 @dataclasses.dataclass

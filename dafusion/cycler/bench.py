@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from dafusion.config import Config
-from dafusion.obs.base import joint_log_likelihood
-from dafusion.prior.guidance import GuidedDenoiser
+from dafusion.obs.base import members_of
 from dafusion.prior.sampler import EDMSampler, member_generators
 
 
@@ -101,24 +100,15 @@ class _Counted:
 def analysis(parts: Parts, cfg: Config, members: list[int], device: torch.device,
              terms: list | None = None) -> tuple[float, int]:
     """Seconds of one guided analysis of ``members`` (one batch) and its evaluations."""
+    from dafusion.cycler.run import guided as guided_denoiser
+
     s, terms = cfg.prior.sampler, parts.terms if terms is None else terms
-    guided = _Counted(GuidedDenoiser(parts.denoiser, joint_log_likelihood(terms),
-                                     scale=s.guidance_scale, clip=s.guidance_clip,
-                                     bound=s.guidance_bound) if terms
+    guided = _Counted(guided_denoiser(parts.denoiser, terms, s, len(members)) if terms
                       else parts.denoiser)
     sampler = EDMSampler(s)
     gens = member_generators(cfg.run.seed, members, device)
     seconds = _timed(lambda: sampler(guided, parts.shape, gens, device=device), device)
     return seconds, guided.calls
-
-
-def _one_member(term: Any, m: int, members: int) -> Any:
-    """A term as member ``m`` alone sees it (perturbed pseudo-observations are per member)."""
-    y = getattr(term, "y", None)
-    if (members > 1 and dataclasses.is_dataclass(term) and isinstance(y, torch.Tensor)
-            and y.dim() >= 2 and y.shape[0] == members):
-        return dataclasses.replace(term, y=y[m:m + 1])
-    return term
 
 
 def peak_memory(device: torch.device) -> tuple[str, float]:
@@ -137,6 +127,7 @@ def run_bench(parts: Parts, cfg: Config, *, members: int, device: torch.device,
     out: dict[str, Any] = {
         "source": parts.source, "device": _device_name(device), "threads": torch.get_num_threads(),
         "precision": s.precision, "channels_last": s.channels_last, "compile": s.compile,
+        "micro_batch": s.micro_batch,
         "shape": list(parts.shape), "members": members, "steps": s.steps,
         "parameters": sum(p.numel() for p in parts.denoiser.parameters())}
     out["gflop_forward"], out["gflop_forward_gradient"] = (
@@ -154,7 +145,7 @@ def run_bench(parts: Parts, cfg: Config, *, members: int, device: torch.device,
                achieved_tflops=evals * members * out["gflop_forward_gradient"] / 1e3 / seconds)
     if loop:
         looped = sum(analysis(parts, cfg, [m], device,
-                              [_one_member(term, m, members) for term in parts.terms])[0]
+                              [members_of(term, m, m + 1, members) for term in parts.terms])[0]
                      for m in range(members))
         out.update(member_loop_s=looped, batched_speedup=looped / seconds)
     if parts.forecast is not None:

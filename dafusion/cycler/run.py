@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from dafusion.config import Config
+from dafusion.config import Config, SamplerConfig
 from dafusion.cycler import seeding
 from dafusion.cycler.experiment import Experiment, build_experiment
 from dafusion.cycler.modes import EmulatorState, Mode
@@ -35,7 +35,8 @@ from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, RunDir, RunError
 from dafusion.cycler.sources import cycle_terms
 from dafusion.io import state_dataset
 from dafusion.progress import null_progress
-from dafusion.obs.base import joint_log_likelihood
+from dafusion.obs.base import joint_log_likelihood, members_of
+from dafusion.prior.base import Denoiser
 from dafusion.prior.guidance import GuidedDenoiser
 from dafusion.prior.sampler import EDMSampler
 
@@ -88,13 +89,19 @@ def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int) -> np
     shape = (len(exp.channels), *exp.grid.shape)
     gens = seeding.generators(exp.cfg.run.seed, cycle, exp.cfg.run.members, exp.device)
     s = exp.cfg.prior.sampler
-    denoiser = (GuidedDenoiser(exp.denoiser, joint_log_likelihood(terms),
-                               scale=s.guidance_scale, clip=s.guidance_clip,
-                               bound=s.guidance_bound)
-                if terms else exp.denoiser)
+    denoiser = (guided(exp.denoiser, terms, s, exp.cfg.run.members) if terms
+                else exp.denoiser)
     x = sampler(denoiser, shape, gens, device=exp.device).detach().cpu()
     _check_divergence(x, cycle, exp)
     return exp.normaliser.denormalise(x.double().numpy())
+
+
+def guided(denoiser: Denoiser, terms: list, s: SamplerConfig, members: int) -> GuidedDenoiser:
+    """Algorithm 1's guided denoiser for ``terms`` with the sampler's settings."""
+    return GuidedDenoiser(
+        denoiser, joint_log_likelihood(terms), scale=s.guidance_scale, clip=s.guidance_clip,
+        bound=s.guidance_bound, micro_batch=s.micro_batch,
+        split=lambda a, b: joint_log_likelihood([members_of(t, a, b, members) for t in terms]))
 
 
 def start_run(cfg: Config, run_dir: str | Path, *, device: str = "cpu",

@@ -29,6 +29,8 @@ any of them minus the observations that fail the check.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Callable, Protocol, Sequence, Union
 
 import torch
@@ -94,6 +96,20 @@ def joint_log_likelihood(terms: Sequence[LikelihoodTerm]
         return total
 
     return log_likelihood
+
+
+def members_of(term: LikelihoodTerm, start: int, stop: int, members: int) -> LikelihoodTerm:
+    """The term as members ``start:stop`` of an ensemble of ``members`` see it: a term whose
+    ``y`` has a leading member axis (perturbed pseudo-observations) gives those rows;
+    any other term is the same for every member."""
+    y = term.y
+    if members > 1 and y.dim() >= 2 and y.shape[0] == members:
+        if dataclasses.is_dataclass(term):
+            return dataclasses.replace(term, y=y[start:stop])
+        part = copy.copy(term)
+        part.y = y[start:stop]
+        return part
+    return term
 
 
 def validate_term(term: LikelihoodTerm) -> None:

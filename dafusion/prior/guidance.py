@@ -51,15 +51,32 @@ class GuidedDenoiser:
     """
 
     def __init__(self, denoiser: Denoiser, log_likelihood: LogLikelihood, *,
-                 scale: float = 1.0, clip: float = 0.0, bound: bool = False):
+                 scale: float = 1.0, clip: float = 0.0, bound: bool = False,
+                 micro_batch: int = 0,
+                 split: Callable[[int, int], LogLikelihood] | None = None):
         self.denoiser, self.log_likelihood = denoiser, log_likelihood
         self.scale, self.clip, self.bound = scale, clip, bound
+        self.micro_batch, self.split = micro_batch, split
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The whole batch at once, or ``micro_batch`` members at a time (the network's
+        activations for the gradient are held for one chunk only; ``split(a, b)`` gives
+        the log-likelihood of members a..b-1, e.g. per-member pseudo-observations)."""
+        if not self.micro_batch or x.shape[0] <= self.micro_batch:
+            return self._guided(x, sigma, self.log_likelihood)
+        if self.split is None:
+            raise ValueError("micro-batched guidance needs split(start, stop)")
+        chunks = [(a, min(a + self.micro_batch, x.shape[0]))
+                  for a in range(0, x.shape[0], self.micro_batch)]
+        return torch.cat([self._guided(x[a:b], sigma[a:b], self.split(a, b))
+                          for a, b in chunks])
+
+    def _guided(self, x: torch.Tensor, sigma: torch.Tensor,
+                log_likelihood: LogLikelihood) -> torch.Tensor:
         with torch.enable_grad():
             x_in = x.detach().requires_grad_(True)
             denoised = self.denoiser(x_in, sigma)
-            log_p = self.log_likelihood(denoised, sigma)
+            log_p = log_likelihood(denoised, sigma)
             (score,) = torch.autograd.grad(log_p.sum(), x_in)
         if not bool(torch.isfinite(score).all()):
             raise FloatingPointError(f"non-finite likelihood gradient at "
@@ -68,16 +85,19 @@ class GuidedDenoiser:
         step = s * self._clipped(self.scale * s * score)
         denoised = denoised.detach()
         if self.bound:
-            step = step * self.step_fraction(denoised, step, sigma, log_p.detach())
+            step = step * self.step_fraction(denoised, step, sigma, log_p.detach(),
+                                             log_likelihood)
         return denoised + step
 
     def step_fraction(self, denoised: torch.Tensor, step: torch.Tensor, sigma: torch.Tensor,
-                      log_p: torch.Tensor) -> torch.Tensor:
+                      log_p: torch.Tensor, log_likelihood: LogLikelihood | None = None
+                      ) -> torch.Tensor:
         """min(1, max(2 α*, 0)) per member: α* is the minimum of the misfit along ``step``,
         2 α* the step at which the misfit is back at its value at α = 0."""
+        log_likelihood = log_likelihood or self.log_likelihood
         with torch.no_grad():
-            up = self.log_likelihood(denoised + step, sigma)
-            down = self.log_likelihood(denoised - step, sigma)
+            up = log_likelihood(denoised + step, sigma)
+            down = log_likelihood(denoised - step, sigma)
         curvature, slope = 2 * log_p - up - down, (up - down) / 2  # a and b
         alpha = torch.where(curvature > 0, slope / curvature.clamp_min(1e-300),
                             torch.ones_like(slope))
