@@ -232,11 +232,18 @@ def synthetic_parts(cfg: Config, shape: tuple[int, int, int], members: int,
 
 
 def files_present(cfg: Config) -> bool:
-    """Whether ``cfg`` names files that exist (or the shipped demo ones)."""
+    """Whether ``cfg`` names files that exist (or the shipped demo ones) and its prior
+    checkpoint is the network the configuration describes."""
+    from dafusion.prior import demo_prior_path
+    from dafusion.prior.checkpoint import read_meta
+
     named = [cfg.prior.checkpoint, cfg.run.truth]
     if cfg.run.mode != "plain":
         named.append(cfg.emulator.checkpoint)
-    return all(not p or Path(p).exists() for p in named)
+    if not all(not p or Path(p).exists() for p in named):
+        return False
+    return read_meta(Path(cfg.prior.checkpoint or demo_prior_path())).network == \
+        cfg.prior.network
 
 
 def table(result: dict[str, Any]) -> str:

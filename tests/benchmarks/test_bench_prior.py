@@ -70,3 +70,20 @@ def test_guided_analysis_member_by_member_8(benchmark, denoiser):
 def test_unguided_analysis_batched_8(benchmark, denoiser):
     benchmark.extra_info["members"] = 8
     benchmark.pedantic(_run, args=(denoiser, range(8), []), rounds=1, iterations=1)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_first_demo_analysis_against_its_floor(benchmark, precision):
+    """``cycler bench``'s analysis and floor (dafusion/cycler/bench.py) as a benchmark."""
+    from dafusion.config import with_overrides
+    from dafusion.cycler import bench
+
+    cfg = with_overrides(CFG, [f"prior.sampler.precision={precision}"])
+    dev = torch.device("cpu")
+    parts = bench.demo_parts(cfg, 8, dev)
+    x, sigma = torch.randn((8, *parts.shape)), torch.ones(8)
+    one = bench._timed(lambda: bench.forward_and_gradient(parts.denoiser, x, sigma), dev, 3)
+    seconds, evals = benchmark.pedantic(bench.analysis, args=(parts, cfg, list(range(8)), dev),
+                                        rounds=1, iterations=1)
+    benchmark.extra_info.update(precision=precision, evaluations=evals, floor_s=evals * one,
+                                analysis_over_floor=seconds / (evals * one))
