@@ -187,6 +187,7 @@ class SamplerConfig:
     channels_last: bool = False  # NHWC activations (tensor cores)
     compile: bool = False  # torch.compile of F_θ (the first analysis compiles)
     micro_batch: int = 0  # members per guided network pass (0 = the whole ensemble)
+    activation_checkpointing: bool = False  # recompute block activations in the backward
 
     def validate(self, path: str) -> None:
         if self.steps < 1:

@@ -232,8 +232,8 @@ def synthetic_parts(cfg: Config, shape: tuple[int, int, int], members: int,
 
 
 def files_present(cfg: Config) -> bool:
-    """Whether ``cfg`` names files that exist (or the shipped demo ones) and its prior
-    checkpoint is the network the configuration describes."""
+    """Whether ``cfg`` names files that exist; with no prior checkpoint named, whether the
+    network it describes is the shipped demo prior's (else: random weights of its shape)."""
     from dafusion.prior import demo_prior_path
     from dafusion.prior.checkpoint import read_meta
 
@@ -242,8 +242,8 @@ def files_present(cfg: Config) -> bool:
         named.append(cfg.emulator.checkpoint)
     if not all(not p or Path(p).exists() for p in named):
         return False
-    return read_meta(Path(cfg.prior.checkpoint or demo_prior_path())).network == \
-        cfg.prior.network
+    return bool(cfg.prior.checkpoint) or \
+        read_meta(Path(demo_prior_path())).network == cfg.prior.network
 
 
 def table(result: dict[str, Any]) -> str:

@@ -9,6 +9,8 @@
   stay in float32 (``EDMDenoiser.forward``), so only F_θ's products are rounded.
 
 ``channels_last`` stores activations NHWC (faster convolutions on tensor cores);
+``activation_checkpointing`` recomputes each network block in the guided gradient's
+backward pass instead of keeping its activations (memory for more members);
 ``compile`` wraps F_θ in ``torch.compile`` (the first call compiles: minutes on a
 large network; ``cycler bench`` reports it apart).
 """
@@ -30,6 +32,7 @@ def configure(denoiser: EDMDenoiser, cfg: SamplerConfig) -> EDMDenoiser:
     denoiser.channels_last = cfg.channels_last
     denoiser.net.to(memory_format=torch.channels_last if cfg.channels_last
                     else torch.contiguous_format)
+    getattr(denoiser.net, "_orig_mod", denoiser.net).checkpointing = cfg.activation_checkpointing
     if cfg.compile and not getattr(denoiser.net, "_dafusion_compiled", False):
         denoiser.net = torch.compile(denoiser.net)
         denoiser.net._dafusion_compiled = True
