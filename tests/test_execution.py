@@ -130,7 +130,6 @@ def test_threads_follow_the_affinity_and_the_option(monkeypatch):
     assert threads.choose_threads(4) == 4
     with pytest.raises(ValueError, match="--threads"):
         threads.choose_threads(0)
-    assert np.isfinite(threads.available_cpus())
 
 
 @dataclasses.dataclass

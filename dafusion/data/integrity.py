@@ -213,18 +213,19 @@ def _grib_length(f: BinaryIO, head: bytes, offset: int, size: int, path: str | P
 # --------------------------------------------------------------------------- dispatch
 
 
-def check_file(path: str | Path, fmt: str) -> None:
-    """Structural check of a netCDF or GRIB file; raises IntegrityError."""
+def check_file(path: str | Path, fmt: str) -> list[tuple[int, int, int]]:
+    """Structural check of a netCDF or GRIB file; raises IntegrityError. Returns a GRIB
+    file's messages (:func:`grib_messages`), [] for netCDF."""
     size = Path(path).stat().st_size
     if fmt == "grib":
-        grib_messages(path)
-        return
+        return grib_messages(path)
     with open(path, "rb") as f:
         classic = f.read(3) == b"CDF"
     need = netcdf_classic_required_size(path) if classic else hdf5_required_size(path)
     if size < need:
         raise IntegrityError(f"{path}: truncated: {size} bytes, its header needs {need} "
                              f"(the missing {need - size} bytes would read as zeros)")
+    return []
 
 
 # --------------------------------------------------------------------------- zarr

@@ -55,10 +55,10 @@ def open_dataset(path: str | Path, member: int | None = None) -> xr.Dataset:
     docstring). ``member`` selects one member of an ensemble file (dims ``number``,
     ``member``, ``realization`` or ``ensemble``); an ensemble without it is an error."""
     fmt = detect_format(path)
-    remote = is_url(path)
+    remote, messages = is_url(path), []
     if not remote and fmt != "zarr":
         try:
-            integrity.check_file(local_path(path), fmt)
+            messages = integrity.check_file(local_path(path), fmt)
         except integrity.IntegrityError as err:
             raise DataError(str(err)) from None
     try:
@@ -68,7 +68,7 @@ def open_dataset(path: str | Path, member: int | None = None) -> xr.Dataset:
             elif fmt == "netcdf":
                 ds = xr.open_dataset(local_path(path), chunks={}, decode_timedelta=False)
             else:
-                ds = _open_grib(local_path(path))
+                ds = _open_grib(local_path(path), messages)
     except DataError:
         raise
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
@@ -95,7 +95,7 @@ def check_chunks(path: str, names: list[str], time_slice: slice | None = None) -
                         "read as fill values (an incomplete copy or an interrupted write)")
 
 
-def _open_grib(path: Path) -> xr.Dataset:
+def _open_grib(path: Path, messages: list[tuple[int, int, int]]) -> xr.Dataset:
     """Every hypercube of a GRIB file (cfgrib splits one per level type, and per level
     when variables differ in their levels), merged into one dataset."""
     try:
@@ -103,7 +103,7 @@ def _open_grib(path: Path) -> xr.Dataset:
     except ImportError:
         raise DataError(f"{path}: GRIB needs the 'grib' extra "
                         "(pip install 'dafusion[grib]')") from None
-    _check_grib_duplicates(path)
+    _check_grib_duplicates(path, messages)
     cubes = cfgrib.open_datasets(str(path), backend_kwargs={"indexpath": ""}, chunks={})
     if not cubes:
         raise DataError(f"{path}: no readable GRIB field")
@@ -125,7 +125,7 @@ _GRIB_FIELD_KEYS = ("shortName", "typeOfLevel", "level", "dataDate", "dataTime",
                     "number")
 
 
-def _check_grib_duplicates(path: Path) -> None:
+def _check_grib_duplicates(path: Path, messages: list[tuple[int, int, int]]) -> None:
     """Two different messages for one field (variable, level, time, step, member) are
     refused; cfgrib would keep the first silently. Identical copies are harmless."""
     import hashlib
@@ -134,7 +134,7 @@ def _check_grib_duplicates(path: Path) -> None:
 
     seen: dict[tuple, tuple[int, bytes]] = {}
     with open(path, "rb") as f:
-        for k, (offset, length, _) in enumerate(integrity.grib_messages(path), 1):
+        for k, (offset, length, _) in enumerate(messages, 1):
             f.seek(offset)
             message = f.read(length)
             h = eccodes.codes_new_from_message(message)

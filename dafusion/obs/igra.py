@@ -127,15 +127,16 @@ class Rejections(collections.Counter):
         self.update(counts)
 
     def report(self) -> str:
-        lines = [f"{n:8d}  {reason}" for reason, n in sorted(self.items()) if n]
-        return "\n".join(lines) or "    none"
+        return _count_lines(self)
 
     def report_by_file(self) -> str:
-        blocks = []
-        for name, counts in self.by_file.items():
-            body = "\n".join(f"{n:8d}  {reason}" for reason, n in sorted(counts.items()))
-            blocks.append(f"  {name}:\n{body or '    none'}")
-        return "\n".join(blocks)
+        return "\n".join(f"  {name}:\n{_count_lines(counts)}"
+                         for name, counts in self.by_file.items())
+
+
+def _count_lines(counts: collections.Counter) -> str:
+    lines = [f"{n:8d}  {reason}" for reason, n in sorted(counts.items()) if n]
+    return "\n".join(lines) or "    none"
 
 
 def _int(text: str) -> int | None:
