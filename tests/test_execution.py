@@ -149,7 +149,7 @@ class _Points:
 
 
 def test_micro_batched_guidance_equals_the_whole_batch():
-    from dafusion.cycler.run import guided
+    from dafusion.cycler.analysis import guided
 
     denoiser, shape = _denoiser()
     members, gen = 5, torch.Generator().manual_seed(3)
@@ -170,7 +170,7 @@ def test_micro_batched_guidance_equals_the_whole_batch():
 
 
 def test_activation_checkpointing_gives_the_same_guided_step():
-    from dafusion.cycler.run import guided
+    from dafusion.cycler.analysis import guided
 
     denoiser, shape = _denoiser()
     gen = torch.Generator().manual_seed(5)

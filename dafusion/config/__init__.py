@@ -18,14 +18,15 @@ from dafusion.config.models import (DataConfig, EDMConfig, EmulatorConfig,
                                     SamplerConfig, SFNOConfig, SynthObsConfig, TrainConfig,
                                     WorldConfig)
 from dafusion.config.run import (GAMMA_DEFAULT, MAX_RUN_DAYS, EmulatorSourceConfig,
-                                 GriddedSourceConfig, PerVariable, RunConfig, SourcesConfig,
+                                 GriddedSourceConfig, LETKFConfig, OIConfig,
+                                 PerVariable, RunConfig, SourcesConfig,
                                  StationSourceConfig)
 from dafusion.config.schema import Config
 from dafusion.config.validate import ConfigError
 
 __all__ = ["Config", "ConfigError", "DataConfig", "EDMConfig", "EmulatorConfig",
            "EmulatorSourceConfig", "EmulatorTrainConfig", "GAMMA_DEFAULT",
-           "GriddedSourceConfig", "MAX_RUN_DAYS", "NetworkConfig", "PerVariable",
+           "GriddedSourceConfig", "LETKFConfig", "MAX_RUN_DAYS", "OIConfig", "NetworkConfig", "PerVariable",
            "PriorConfig", "RunConfig", "SFNOConfig", "SamplerConfig", "SourcesConfig",
            "StationSourceConfig", "SynthObsConfig", "TrainConfig", "WorldConfig",
            "dump_config", "from_dict", "load_config", "parse_yaml", "to_dict",

@@ -131,6 +131,60 @@ class SourcesConfig:
     emulator: EmulatorSourceConfig = dataclasses.field(default_factory=EmulatorSourceConfig)
 
 
+@dataclasses.dataclass
+class OIConfig:
+    """``run.method: oi``: optimal interpolation with a static B (``baselines.oi``).
+
+    B is univariate, per channel: ``variance`` σ_b² (normalised units) and the
+    ``length_scale_km`` of a ``correlation`` model (gaussian, soar), each one value or
+    ``{variable: value}`` (long names, ``default`` for the rest). The LETKF draws its
+    initial ensemble from the same B. ``perturb``: with more than one member, each
+    member assimilates its own perturbed observations (y + ε, ε ~ N(0, R)).
+    Defaults: tuned by ``configs/oi.yaml``'s sweep on a validation window.
+    """
+
+    variance: PerVariable = 0.1
+    length_scale_km: PerVariable = 800.0
+    correlation: Literal["gaussian", "soar"] = "gaussian"
+    perturb: bool = True
+
+    def validate(self, path: str) -> None:
+        per_variable(self.variance, f"{path}.variance", strict=True, default_key=True)
+        per_variable(self.length_scale_km, f"{path}.length_scale_km", strict=True,
+                     default_key=True)
+
+    def of(self, name: str, variable: str) -> float:
+        """``variance`` or ``length_scale_km`` of one variable; ConfigError if unset."""
+        value = getattr(self, name)
+        if not isinstance(value, dict):
+            return float(value)
+        if variable not in value and "default" not in value:
+            raise ConfigError(f"run.oi.{name}: no value for {variable} and no default")
+        return float(value.get(variable, value.get("default")))
+
+
+@dataclasses.dataclass
+class LETKFConfig:
+    """``run.method: letkf``: the LETKF of Hunt et al. (2007) (``baselines.letkf``).
+
+    ``localisation_km``: the Gaspari–Cohn half-width in great-circle distance (weight 0
+    from twice it; 0 = no localisation); ``vertical_localisation``: its half-width in
+    ln p (scale heights; 0 = none); ``rtps``: relaxation to prior spread α (0 = none).
+    Multiplicative inflation is ``run.inflation``, applied to the members' forecasts
+    (an amplitude factor: covariance × inflation²). Defaults: tuned by
+    ``configs/letkf.yaml``'s sweep on a validation window.
+    """
+
+    localisation_km: float = 1500.0
+    vertical_localisation: float = 0.0
+    rtps: float = 0.0
+
+    def validate(self, path: str) -> None:
+        non_negative(self, path, "localisation_km", "vertical_localisation", "rtps")
+        if self.rtps > 1:
+            raise ConfigError(f"{path}.rtps: must be in [0, 1], got {self.rtps!r}")
+
+
 MAX_RUN_DAYS = 36525  # a century of cycles
 
 
@@ -139,6 +193,7 @@ class RunConfig:
     """``cycler run``: the assimilation window, ensemble and observation sources."""
 
     mode: Literal["plain", "forecast", "reinit"] = "reinit"
+    method: Literal["diffusion", "oi", "letkf"] = "diffusion"  # the analysis step
     start: str = "2020-01-01T00:00"
     days: float = 7.0
     cycle_hours: int = 12
@@ -152,6 +207,8 @@ class RunConfig:
     max_normalised: float = 20.0  # an analysis beyond this many stds from the mean = diverged
     save_members: bool = True  # cycle_NNN/members.nc: the report's rank histograms, spectra
     sources: SourcesConfig = dataclasses.field(default_factory=SourcesConfig)
+    oi: OIConfig = dataclasses.field(default_factory=OIConfig)
+    letkf: LETKFConfig = dataclasses.field(default_factory=LETKFConfig)
 
     def validate(self, path: str) -> None:
         parse_time(self.start, f"{path}.start")
@@ -162,3 +219,8 @@ class RunConfig:
         if (self.days * 24) % self.cycle_hours:
             raise ConfigError(f"{path}.days: {self.days} days is not a whole number of "
                               f"{self.cycle_hours}-hour cycles")
+        if self.method == "letkf" and not (self.mode == "reinit" and self.reinit == "members"
+                                           and self.members >= 2):
+            raise ConfigError(f"{path}.method: letkf needs an ensemble of forecasts: mode "
+                              f"reinit, reinit members and members >= 2 (got mode {self.mode}, "
+                              f"reinit {self.reinit}, members {self.members})")

@@ -100,7 +100,7 @@ class _Counted:
 def analysis(parts: Parts, cfg: Config, members: list[int], device: torch.device,
              terms: list | None = None) -> tuple[float, int]:
     """Seconds of one guided analysis of ``members`` (one batch) and its evaluations."""
-    from dafusion.cycler.run import guided as guided_denoiser
+    from dafusion.cycler.analysis import guided as guided_denoiser
 
     s, terms = cfg.prior.sampler, parts.terms if terms is None else terms
     guided = _Counted(guided_denoiser(parts.denoiser, terms, s, len(members)) if terms

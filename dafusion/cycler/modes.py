@@ -6,6 +6,9 @@ A mode answers two questions and keeps what it needs between cycles:
   pseudo-observation of the emulator term), or None;
 * ``background(cycle)``: the background of the observation-space diagnostics
   and of the background check, ``(C, H, W)`` physical, or None;
+* ``background_members(cycle)``: the emulator state valid at analysis ``cycle``,
+  each of its members on the analysis grid, ``(1 or M, C, H, W)`` physical, or
+  None (plain): the background of the classical analyses (``cycler.analysis``);
 * ``advance(cycle, analysis)``: the analysis ensemble ``(M, C, H, W)`` (physical)
   is known; prepare cycle + 1;
 * ``adapt(error_scale)``: the emulator term's Σ_y scales estimated at this cycle
@@ -60,6 +63,8 @@ class Mode(Protocol):
 
     def background(self, cycle: int) -> np.ndarray | None: ...
 
+    def background_members(self, cycle: int) -> np.ndarray | None: ...
+
     def advance(self, cycle: int, analysis: np.ndarray) -> None: ...
 
     def adapt(self, error_scale: dict[str, float]) -> None: ...
@@ -81,6 +86,9 @@ class PlainMode:
     def background(self, cycle: int) -> np.ndarray | None:
         return self.previous
 
+    def background_members(self, cycle: int) -> None:
+        return None
+
     def advance(self, cycle: int, analysis: np.ndarray) -> None:
         self.previous = analysis.mean(0)
 
@@ -100,6 +108,7 @@ class EmulatorMode:
     def __init__(self, emulator: ForecastModel, initial: xr.DataArray, times: np.ndarray,
                  channels: list[str], grid: AnyGrid, regrid: str):
         self.emulator, self.times, self.channels = emulator, times, list(channels)
+        self.grid = grid  # the analysis grid
         self.initial = initial  # (member=1, C, h, w) at times[0], prognostic channels
         self.to_emulator = make_regridder(grid, emulator.grid, regrid)
         self.from_emulator = make_regridder(emulator.grid, grid, regrid)
@@ -128,6 +137,18 @@ class EmulatorMode:
         bg[[self.channels.index(c) for c in shared]] = \
             self.from_emulator(torch.as_tensor(fc)).numpy()
         return bg
+
+    def background_members(self, cycle: int) -> np.ndarray:
+        """Each member of the emulator state, regridded; channels the emulator lacks: the
+        previous analysis mean, NaN at the first analysis (the caller's climatology)."""
+        shared = [c for c in self.current.channels if c in self.channels]
+        members = self.current.values[:, [self.current.channels.index(c) for c in shared]]
+        out = np.full((members.shape[0], len(self.channels)) + tuple(self.grid.shape), np.nan)
+        if self.previous is not None:
+            out[:] = self.previous
+        out[:, [self.channels.index(c) for c in shared]] = \
+            self.from_emulator(torch.as_tensor(members)).numpy()
+        return out
 
     def advance(self, cycle: int, analysis: np.ndarray) -> None:
         nxt = self.next_state(cycle, analysis)

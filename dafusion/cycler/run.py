@@ -4,6 +4,7 @@ For each analysis time t_k = start + k · 12 h (paper section 3, Algorithm 1)::
 
     terms    <- the enabled sources at t_k + the mode's pseudo-observation
     ensemble <- M posterior samples, guided by Σ_k λ_k log p(y_k | D_θ(x; σ))
+                (or a classical analysis, ``run.method``: ``cycler.analysis``)
     mode.advance(ensemble)       # plain: nothing; forecast/reinit: the next emulator state
     run directory <- analysis, metrics, observation diagnostics, state
 
@@ -26,8 +27,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from dafusion.config import Config, SamplerConfig
-from dafusion.cycler import seeding
+from dafusion.config import Config
+from dafusion.cycler.analysis import analysis_method
 from dafusion.cycler.experiment import Experiment, build_experiment
 from dafusion.cycler.modes import EmulatorState, Mode
 from dafusion.cycler.record import analysis_dataset, metric_rows, obs_row
@@ -35,10 +36,6 @@ from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, RunDir, RunError
 from dafusion.cycler.sources import cycle_terms
 from dafusion.io import state_dataset
 from dafusion.progress import null_progress
-from dafusion.obs.base import joint_log_likelihood, members_of
-from dafusion.prior.base import Denoiser
-from dafusion.prior.guidance import GuidedDenoiser
-from dafusion.prior.sampler import EDMSampler
 
 __all__ = ["CycleState", "RunError", "resume_run", "run_cycles", "run_experiment",
            "start_run"]
@@ -55,24 +52,26 @@ class CycleState:
 def run_cycles(exp: Experiment, run_dir: str | Path, *,
                progress: Callable[..., Any] | None = None) -> CycleState:
     """Run (or continue) the cycles of ``exp`` in the existing run directory ``run_dir``."""
-    run, mode, steps = RunDir(run_dir), exp.mode(), exp.cfg.prior.sampler.steps
+    run, mode, method = RunDir(run_dir), exp.mode(), analysis_method(exp)
     state = _restore(run, mode)
-    with (progress or null_progress)(len(exp.times) * steps, "cycles × sampler steps") as bar, \
+    units = "cycles × sampler steps" if method.units > 1 else "cycles"
+    with (progress or null_progress)(len(exp.times) * method.units, units) as bar, \
             _logged_stop(run, state):
-        bar.update(state.cycle * steps)
-        sampler = EDMSampler(exp.cfg.prior.sampler, callback=lambda i, x: bar.update(1))
+        bar.update(state.cycle * method.units)
+        method.progress = bar.update
         for cycle in range(state.cycle, len(exp.times)):
             t, clock = exp.times[cycle], _Clock()
             truth = exp.truth.at(t).values.astype(np.float64)  # (C, H, W) physical
             pseudo = mode.pseudo_obs(cycle)  # the emulator state valid at t, or None
             background = _normalised(exp, mode.background(cycle))  # (C, H, W) or None
-            terms = cycle_terms(exp, cycle, t, _normalised(exp, truth), pseudo, background)
+            terms = cycle_terms(exp, cycle, t, _normalised(exp, truth),
+                                pseudo if method.emulator_term else None, background)
             if pseudo is not None and pseudo.error_scale:
                 mode.adapt(pseudo.error_scale)  # cycler.adaptive's scales, for the next cycle
                 run.log(f"cycle {cycle}: emulator Σ_y scale " + " ".join(
                     f"{c} {v:.3g}" for c, v in pseudo.error_scale.items()))
             clock.lap("observations_s")
-            ensemble = analyse(exp, sampler, terms, cycle)  # (M, C, H, W) physical
+            ensemble = method(cycle, terms, mode)  # (M, C, H, W) physical
             clock.lap("analysis_s")
             if cycle + 1 < len(exp.times):
                 mode.advance(cycle, ensemble)
@@ -82,26 +81,6 @@ def run_cycles(exp: Experiment, run_dir: str | Path, *,
             _save(run, state, mode, line)
     run.mark_complete(len(exp.times))
     return state
-
-
-def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int) -> np.ndarray:
-    """The analysis ensemble ``(M, C, H, W)`` in physical units (Algorithm 1)."""
-    shape = (len(exp.channels), *exp.grid.shape)
-    gens = seeding.generators(exp.cfg.run.seed, cycle, exp.cfg.run.members, exp.device)
-    s = exp.cfg.prior.sampler
-    denoiser = (guided(exp.denoiser, terms, s, exp.cfg.run.members) if terms
-                else exp.denoiser)
-    x = sampler(denoiser, shape, gens, device=exp.device).detach().cpu()
-    _check_divergence(x, cycle, exp)
-    return exp.normaliser.denormalise(x.double().numpy())
-
-
-def guided(denoiser: Denoiser, terms: list, s: SamplerConfig, members: int) -> GuidedDenoiser:
-    """Algorithm 1's guided denoiser for ``terms`` with the sampler's settings."""
-    return GuidedDenoiser(
-        denoiser, joint_log_likelihood(terms), scale=s.guidance_scale, clip=s.guidance_clip,
-        bound=s.guidance_bound, micro_batch=s.micro_batch,
-        split=lambda a, b: joint_log_likelihood([members_of(t, a, b, members) for t in terms]))
 
 
 def start_run(cfg: Config, run_dir: str | Path, *, device: str = "cpu",
@@ -217,18 +196,3 @@ def _logged_stop(run: RunDir, state: CycleState) -> Iterator[None]:
     except BaseException as err:
         run.log(f"stopped at cycle {state.cycle}: {type(err).__name__}: {err}")
         raise
-
-
-def _check_divergence(x: torch.Tensor, cycle: int, exp: Experiment) -> None:
-    """Stop, before anything of the cycle is written, when the sampler blew up without
-    producing NaN (guidance too stiff for the step size): |x| far beyond the prior."""
-    cfg, limit = exp.cfg, exp.cfg.run.max_normalised
-    peak = x.abs().amax(dim=(0, 2, 3))
-    bad = [f"{c} ({v:.3g})" for c, v in zip(exp.channels, peak.tolist()) if v > limit]
-    if bad:
-        raise RunError(
-            f"cycle {cycle} ({str(exp.times[cycle])[:16]}): the analysis diverged, reaching "
-            f"more than run.max_normalised={limit:g} standard deviations in {bad}. The "
-            f"guidance is too strong for {cfg.prior.sampler.steps} sampler steps: lower a "
-            "source's weight or raise its sigma_y/gamma, cap the guidance with "
-            "prior.sampler.guidance_clip (e.g. 1), or use more steps")

@@ -13,7 +13,10 @@ normaliser converted its observations and error variances once):
   rᵀ (Σ_y + σ² Γ̂)⁻¹ r with correlations (``obs.covariance``: dense, spectral); then
   ``sigma_y`` and ``gamma`` are its diagonal, for diagnostics and the background check;
 * ``operator(x)``: the differentiable M_k, ``(B, C, H, W) -> (B, *obs_shape)``;
-* ``diagnostics()``: ``{"source", "used", "rejected": {reason: count}, ...}``.
+* ``diagnostics()``: ``{"source", "used", "rejected": {reason: count}, ...}``;
+* optionally ``locations()``: ``(lat, lon, channel index)`` of every value of ``y``
+  (flattened), which the classical methods (``dafusion.baselines``) need for
+  localisation; stations, gridded and checked terms have it.
 
 A source checks itself once, at construction, with :func:`validate_term`; its
 settings come from the configuration only (``run.sources``). The guidance is

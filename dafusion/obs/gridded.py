@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from dafusion.grids import EquiangularGrid
@@ -86,6 +87,13 @@ class GriddedObs:
         coarse = coarsening(truth[None])[0]
         noise = torch.randn(coarse.shape, generator=generator, dtype=coarse.dtype) * noise_std
         return cls(name, coarse + noise, sigma_y, gamma, weight, coarsening)
+
+    def locations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lat, lon, channel index)`` of every value of ``y`` (flattened ``(C, h, w)``)."""
+        coarse, c = self.coarsening.coarse, self.y.shape[0]
+        lat, lon = np.meshgrid(coarse.lat, coarse.lon, indexing="ij")
+        return (np.tile(lat.ravel(), c), np.tile(lon.ravel(), c),
+                np.repeat(np.arange(c), lat.size))
 
     def diagnostics(self) -> dict[str, object]:
         return {"source": self.name, "used": int(self.y.numel()), "rejected": {}}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 
 from dafusion.obs.base import LikelihoodTerm, validate_term
@@ -64,6 +65,11 @@ class CheckedObs:
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return self.source.operator(x).reshape(x.shape[0], -1)[:, self.keep]
+
+    def locations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The source's ``locations()`` of the observations that passed."""
+        keep = self.keep.numpy()
+        return tuple(np.asarray(a)[keep] for a in self.source.locations())
 
     def diagnostics(self) -> dict[str, object]:
         return {**self.source.diagnostics(), "used": int(self.keep.sum()),

@@ -87,6 +87,11 @@ class StationObs:
                    torch.as_tensor(var, dtype=torch.float32), gam, weight, interp, rows,
                    rejected)
 
+    def locations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lat, lon, channel index)`` of every observation, ``(n,)`` each."""
+        return (np.asarray(self.rows.lat, float), np.asarray(self.rows.lon, float),
+                self.interpolation.channel.numpy())
+
     def diagnostics(self) -> dict[str, object]:  # noqa: D102 - see the protocol
         """Counts for the observation-space diagnostics."""
         return {"source": self.name, "used": len(self.rows), "rejected": dict(self.rejected),

@@ -1,0 +1,1 @@
+"""Classical analysis methods for the same cycle: optimal interpolation, LETKF."""
