@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dafusion.cycler.rundir import RunDir
+from dafusion.cycler.rundir import RunDir, same_identity
 
 
 class CompareError(ValueError):
@@ -30,7 +30,7 @@ def check_comparable(runs: list[Path]) -> None:
     ref = RunDir(runs[0]).identity()
     for run in runs[1:]:
         other = RunDir(run).identity()
-        diff = [k for k in ref if ref[k] != other[k]]
+        diff = [k for k in ref if not same_identity(ref[k], other[k])]
         if diff:
             raise CompareError(f"{run} differs from {runs[0]} in {diff}: "
                                + "; ".join(f"{k}: {ref[k]} vs {other[k]}" for k in diff))
@@ -107,6 +107,7 @@ def compare(runs: list[Path], out: Path | None = None,
                 lines.append(f"| {c} | {label} | " + " | ".join(cells) + " |")
                 csv_rows.append(f"{score},{c},{label}," + ",".join(f"{v:.6g}" for v in full[i]))
         text.append("\n".join(lines) + "\n")
+    text.append(_overall(scores, labels, runs))
     table = "\n".join(text)
     files: list[Path] = []
     if out is not None:
@@ -116,6 +117,24 @@ def compare(runs: list[Path], out: Path | None = None,
         files = [out / "compare.md", out / "compare.csv",
                  plot_rmse(metrics, labels, channels, out / "compare.png")]
     return table, files
+
+
+def _overall(scores: list[dict], labels: list[str], runs: list[Path]) -> str:
+    """One line per run: RMSE and CRPS over leads > 0 relative to the best run, averaged
+    over variables (1 = best in every variable: the ranking of a sweep), and the mean
+    seconds of one analysis (``timing.csv``)."""
+    lines = ["### Overall", "", "RMSE and CRPS (lead > 0) divided by the best run's, mean "
+             "over variables (1 = best everywhere); seconds per analysis.", "",
+             "| run | RMSE / best | CRPS / best | analysis s |", "|---|---|---|---|"]
+    rel = {}
+    for score in ("rmse", "crps"):
+        full = np.array([[t[score][c]["mean"] for c in t[score]] for t in scores])
+        rel[score] = (full / full.min(axis=0)).mean(axis=1)
+    for i, label in enumerate(labels):
+        seconds = [float(r["analysis_s"]) for r in RunDir(runs[i]).timing()]
+        lines.append(f"| {label} | {rel['rmse'][i]:.4f} | {rel['crps'][i]:.4f} | "
+                     f"{np.mean(seconds) if seconds else float('nan'):.3g} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_rmse(metrics: list[list[dict[str, Any]]], labels: list[str], channels: list[str],

@@ -297,6 +297,10 @@ class RunDir:
             r["lead_hours"] = int(r["lead_hours"])
         return rows
 
+    def timing(self) -> list[dict[str, Any]]:
+        """``timing.csv``: seconds per stage of every cycle (empty when absent)."""
+        return self._rows(TIMING) if (self.path / TIMING).exists() else []
+
     def obs_rows(self) -> list[dict[str, Any]]:
         """``obs_diagnostics.csv`` with floats (empty cells: NaN); [] when absent."""
         return self._rows(OBS_DIAGNOSTICS) if (self.path / OBS_DIAGNOSTICS).exists() else []
@@ -317,8 +321,17 @@ class RunDir:
     def identity(self) -> dict[str, Any]:
         """What two runs must share to be compared."""
         cfg = self.config()
-        return {"truth": self.inputs()["truth"], "start": cfg.run.start, "days": cfg.run.days,
+        start = dt.datetime.fromisoformat(cfg.run.start).isoformat(timespec="minutes")
+        return {"truth": self.inputs()["truth"], "start": start, "days": cfg.run.days,
                 "cycle_hours": cfg.run.cycle_hours, "channels": list(cfg.data.channels)}
+
+
+def same_identity(a: Any, b: Any) -> bool:
+    """Two identities agree in everything both recorded (runs of an earlier version
+    recorded less of their truth)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return all(same_identity(a[k], b[k]) for k in a.keys() & b.keys())
+    return a == b
 
 
 def _recorded_equal(then: Any, now: Any) -> bool:
