@@ -473,3 +473,31 @@ def test_letkf_settings_are_checked_at_load():
         load_config(None, ["run.method=letkf", "run.letkf.rtps=1.5"])
     with pytest.raises(ConfigError, match="run.oi.variance.humidity: unknown variable"):
         load_config(None, ["run.oi.variance={humidity: 0.1}"])
+
+
+def test_compare_ranks_diffusion_and_classical_runs_of_one_window(fakes, tmp_path):
+    """``compare``'s Overall line = mean over variables of (mean RMSE / best run's), from
+    its own compare.csv, and the mean of each run's timing.csv analysis seconds."""
+    from dafusion.cycler.compare import compare
+    from dafusion.cycler.run import start_run
+
+    _, sets = fakes
+    paths = []
+    for method in ("diffusion", "oi"):
+        paths.append(tmp_path / method)
+        start_run(cycle_fakes.config(sets, f"run.method={method}", "run.mode=reinit"),
+                  paths[-1])
+    table, _ = compare(paths, tmp_path / "cmp")
+    with open(tmp_path / "cmp" / "compare.csv") as f:
+        csv_rows = [r for r in csv.DictReader(f) if r["score"] == "rmse"]
+    means = {m: np.array([float(r["mean"]) for r in csv_rows if r["run"] == m])
+             for m in ("diffusion", "oi")}
+    best = np.minimum(means["diffusion"], means["oi"])
+    overall = {line.split("|")[1].strip(): line.split("|")[2:5]
+               for line in table.split("### Overall")[1].splitlines()
+               if line.startswith("| ") and not line.startswith("| run")}
+    for m, path in zip(("diffusion", "oi"), paths):
+        assert float(overall[m][0]) == pytest.approx((means[m] / best).mean(), rel=1e-5,
+                                                     abs=1e-4)
+        seconds = [float(r["analysis_s"]) for r in rows(path / "timing.csv")]
+        assert float(overall[m][2]) == pytest.approx(np.mean(seconds), rel=2e-3)

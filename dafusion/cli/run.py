@@ -47,11 +47,15 @@ def _with_run_options(cfg, **options):  # noqa: ANN001, ANN003, ANN202
 
 
 _MODE = click.Choice(["plain", "forecast", "reinit"])
+_METHOD = click.Choice(["diffusion", "oi", "letkf"])
 
 
 @main.command("run")
 @config_options
 @click.option("--mode", type=_MODE, help="Default: run.mode (reinit).")
+@click.option("--method", type=_METHOD, help="The analysis: diffusion (Algorithm 1), oi or "
+              "letkf (default: run.method = diffusion; tuned settings: configs/oi.yaml, "
+              "configs/letkf.yaml).")
 @click.option("--start", help="First analysis time (default: run.start).")
 @click.option("--days", type=float, help="Window length (default: run.days = 7).")
 @click.option("--members", type=int, help="Ensemble size (default: run.members = 8).")
@@ -62,14 +66,15 @@ _MODE = click.Choice(["plain", "forecast", "reinit"])
 @click.option("--device", default="cpu", show_default=True)
 @friendly
 def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
-            start: str | None, days: float | None, members: int | None, out: str | None,
-            name: str | None, resume: str | None, device: str) -> None:
-    """Cycle emulator forecasts and diffusion analyses every 12 h over the window."""
+            method: str | None, start: str | None, days: float | None, members: int | None,
+            out: str | None, name: str | None, resume: str | None, device: str) -> None:
+    """Cycle emulator forecasts and analyses (diffusion, OI or LETKF) every 12 h."""
     from dafusion.cycler.run import resume_run, start_run
     from dafusion.cycler.rundir import METRICS
 
     if resume:
-        if any(v is not None for v in (config_path, mode, start, days, members, out, name)) \
+        if any(v is not None for v in (config_path, mode, method, start, days, members, out,
+                                       name)) \
                 or overrides:
             raise click.UsageError("--resume takes the run's own configuration; give no "
                                    "other settings")
@@ -78,7 +83,7 @@ def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | Non
             state = resume_run(run_dir, device=device, progress=progress_bar)
     else:
         cfg = _with_run_options(load_config(config_path, list(overrides)), mode=mode,
-                                start=start, days=days, members=members)
+                                method=method, start=start, days=days, members=members)
         run_dir = _run_dir(cfg, out, name)
         with _interruptible(run_dir):
             state = start_run(cfg, run_dir, device=device, progress=progress_bar)
@@ -128,6 +133,7 @@ def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
 @main.command("sweep")
 @config_options
 @click.option("--mode", type=_MODE)
+@click.option("--method", type=_METHOD)
 @click.option("--start")
 @click.option("--days", type=float)
 @click.option("--members", type=int)
@@ -138,8 +144,8 @@ def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
 @click.option("--device", default="cpu", show_default=True)
 @friendly
 def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
-              start: str | None, days: float | None, members: int | None, name: str,
-              jobs: int, device: str) -> None:
+              method: str | None, start: str | None, days: float | None,
+              members: int | None, name: str, jobs: int, device: str) -> None:
     """Run every combination of comma-separated --set values, then compare them.
 
     Example: cycler sweep --mode forecast --set run.sources.emulator.weight=0,0.5,1,2,4
@@ -155,8 +161,8 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
             fixed.append(item)
     if not axes:
         raise click.UsageError("sweep: give at least one --set key=v1,v2,...")
-    cfg = _with_run_options(load_config(config_path, fixed), mode=mode, start=start,
-                            days=days, members=members)
+    cfg = _with_run_options(load_config(config_path, fixed), mode=mode, method=method,
+                            start=start, days=days, members=members)
     result = sweep(cfg, axes, Path("runs") / _name(name), jobs=jobs, device=device)
     click.echo(result.table)
     for f in result.files:

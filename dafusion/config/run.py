@@ -144,7 +144,7 @@ class OIConfig:
     """
 
     variance: PerVariable = 0.1
-    length_scale_km: PerVariable = 800.0
+    length_scale_km: PerVariable = 450.0
     correlation: Literal["gaussian", "soar"] = "gaussian"
     perturb: bool = True
 
@@ -171,13 +171,14 @@ class LETKFConfig:
     from twice it; 0 = no localisation); ``vertical_localisation``: its half-width in
     ln p (scale heights; 0 = none); ``rtps``: relaxation to prior spread α (0 = none).
     Multiplicative inflation is ``run.inflation``, applied to the members' forecasts
-    (an amplitude factor: covariance × inflation²). Defaults: tuned by
-    ``configs/letkf.yaml``'s sweep on a validation window.
+    (an amplitude factor: covariance × inflation²; the tuned LETKF uses 1.0, the
+    diffusion default is 1.1). Defaults: tuned by ``configs/letkf.yaml``'s sweeps on a
+    validation window.
     """
 
-    localisation_km: float = 1500.0
-    vertical_localisation: float = 0.0
-    rtps: float = 0.0
+    localisation_km: float = 700.0
+    vertical_localisation: float = 1.0
+    rtps: float = 0.5
 
     def validate(self, path: str) -> None:
         non_negative(self, path, "localisation_km", "vertical_localisation", "rtps")

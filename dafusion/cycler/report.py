@@ -77,10 +77,11 @@ def _variables(run: RunView, variables: list[str] | None) -> list[str]:
 
 def _runs_table(runs: list[RunView]) -> list[str]:
     lines = [f"# Assimilation report: {', '.join(r.path.name for r in runs)}", "",
-             "| run | mode | members | window | sources |", "|---|---|---|---|---|"]
+             "| run | method | mode | members | window | sources |", "|---|---|---|---|---|---|"]
     for r in runs:
         src = sorted({row["source"] for row in r.obs_rows}) or ["none (unconditional)"]
-        lines.append(f"| {r.path.name} | {r.cfg.run.mode} | {r.cfg.run.members} | "
+        lines.append(f"| {r.path.name} | {r.cfg.run.method} | {r.cfg.run.mode} | "
+                     f"{r.cfg.run.members} | "
                      f"{str(r.time(r.cycles[0]))[:16]} .. {str(r.time(r.cycles[-1]))[:16]} | "
                      f"{', '.join(src)} |")
     return lines + [""]
