@@ -14,7 +14,7 @@ import xarray as xr
 
 import fakes as cycle_fakes
 from dafusion.baselines import letkf, oi
-from dafusion.baselines.base import BaselineError, Observations, observations
+from dafusion.baselines.base import BaselineError, observations
 from dafusion.baselines.geometry import (EARTH_RADIUS_KM, chordal_km, correlation,
                                          gaspari_cohn, great_circle_km)
 from dafusion.grids import EquiangularGrid
@@ -501,3 +501,19 @@ def test_compare_ranks_diffusion_and_classical_runs_of_one_window(fakes, tmp_pat
                                                      abs=1e-4)
         seconds = [float(r["analysis_s"]) for r in rows(path / "timing.csv")]
         assert float(overall[m][2]) == pytest.approx(np.mean(seconds), rel=2e-3)
+
+
+def test_the_shipped_configurations_hold_the_tuned_defaults():
+    """configs/oi.yaml and configs/letkf.yaml (the sweeps' choices) are what
+    ``--method oi|letkf`` gets, but the LETKF's inflation."""
+    from pathlib import Path
+
+    from dafusion.config import LETKFConfig, OIConfig, load_config
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    oi_cfg, lk_cfg = load_config(root / "oi.yaml"), load_config(root / "letkf.yaml")
+    assert oi_cfg.run.method == "oi" and oi_cfg.run.oi == OIConfig()
+    assert lk_cfg.run.method == "letkf" and lk_cfg.run.letkf == LETKFConfig()
+    assert lk_cfg.run.oi == OIConfig() and lk_cfg.run.inflation == 1.0
+    plain = load_config(root / "oi_plain.yaml")
+    assert (plain.run.method, plain.run.mode) == ("oi", "plain")
