@@ -235,10 +235,12 @@ def test_compare_marks_the_best_and_refuses_other_windows(fakes, tmp_path):
     start_run(cycle_fakes.config(sets, "run.mode=plain", "run.sources.stations.weight=0.1"), b)
     table, files = compare([a, b], tmp_path / "cmp")
     assert "| t850 | a |" in table and "| t850 | b |" in table
-    # three tables (RMSE, spread-skill, CRPS), exactly one bold cell per (variable, column)
+    # three tables (RMSE, spread-skill, CRPS), exactly one bold cell per (variable, column),
+    # then the overall ranking (tests/test_baselines.py checks its numbers)
     tables = [t for t in table.split("### ")[1:]]
-    assert [t.split("\n")[0].split()[0] for t in tables] == ["RMSE", "Spread-skill", "Fair"]
-    for t in tables:
+    assert [t.split("\n")[0].split()[0] for t in tables] == ["RMSE", "Spread-skill", "Fair",
+                                                            "Overall"]
+    for t in tables[:3]:
         assert "| 0 h | day 0 |" in t  # the first analysis is reported on its own
         body = [line.split("|")[3:-1] for line in t.strip().splitlines()[4:]]
         for i in range(0, len(body), 2):

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from dafusion.baselines import letkf, oi
-from dafusion.baselines.base import BaselineError, channel_levels, observations
+from dafusion.baselines.base import (BaselineError, Observations, channel_levels,
+                                     observations)
 from dafusion.config import SamplerConfig
 from dafusion.cycler import seeding
 from dafusion.cycler.rundir import RunError
@@ -63,7 +64,7 @@ def analysis_method(exp: Experiment) -> AnalysisMethod:
 
 
 class DiffusionAnalysis:
-    """Algorithm 1 (``cycler.run.analyse``)."""
+    """Algorithm 1 (:func:`analyse`)."""
 
     emulator_term = True
 
@@ -141,7 +142,7 @@ class _Classical:
         self.progress(1)
         return self.exp.normaliser.denormalise(xa)
 
-    def analyse(self, cycle: int, obs: object, xb: np.ndarray) -> np.ndarray:
+    def analyse(self, cycle: int, obs: Observations, xb: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -150,7 +151,7 @@ class OIAnalysis(_Classical):
 
     name = "oi"
 
-    def analyse(self, cycle: int, obs: object, xb: np.ndarray) -> np.ndarray:
+    def analyse(self, cycle: int, obs: Observations, xb: np.ndarray) -> np.ndarray:
         run = self.exp.cfg.run
         gens = (seeding.perturbation_generators(run.seed, cycle, run.members)
                 if run.oi.perturb and run.members > 1 else None)
@@ -162,7 +163,7 @@ class LETKFAnalysis(_Classical):
 
     name = "letkf"
 
-    def analyse(self, cycle: int, obs: object, xb: np.ndarray) -> np.ndarray:
+    def analyse(self, cycle: int, obs: Observations, xb: np.ndarray) -> np.ndarray:
         run, exp = self.exp.cfg.run, self.exp
         if xb.shape[0] == 1:  # the first analysis: one state; members from B about it
             xb = xb + self.b.sample(seeding.generators(run.seed, cycle, run.members))

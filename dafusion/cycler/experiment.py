@@ -9,8 +9,9 @@ parts, e.g. in tests::
 
 Either way :meth:`Experiment.check` runs at construction and raises
 :class:`RunError` when the window is outside the truth, a cycle has no station
-observation, the emulator shares no channel with the analysis, or no source is
-enabled without ``run.unconditional``.
+observation, the emulator shares no channel with the analysis, no source is
+enabled without ``run.unconditional``, or a classical method (``run.method``) has
+no observations to assimilate or no B for a channel.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dafusion.config import Config, dump_config
+from dafusion.config import Config, ConfigError, dump_config
 from dafusion.cycler import seeding
 from dafusion.cycler.modes import ForecastMode, Mode, PlainMode, ReinitMode
 from dafusion.cycler.rundir import Header, RunError
@@ -39,6 +40,7 @@ from dafusion.io import sha256
 from dafusion.normalise import Normaliser
 from dafusion.obs.table import ObservationTable, read_table, screen, write_table
 from dafusion.prior.base import Denoiser
+from dafusion.variables import parse_channels
 
 
 def analysis_times(cfg: Config) -> np.ndarray:
@@ -102,6 +104,21 @@ class Experiment:
         if has_source and run.unconditional:
             raise RunError("run.unconditional=true but observation sources are enabled; "
                            "disable them (stations, gridded) and use mode plain")
+        if run.method != "diffusion":
+            self._check_classical()
+
+    def _check_classical(self) -> None:
+        """OI and LETKF: observations to assimilate, and B for every analysis channel."""
+        run = self.cfg.run
+        if not (run.sources.stations.enabled or run.sources.gridded.enabled):
+            raise RunError(f"run.method {run.method} assimilates the stations and gridded "
+                           "sources (the emulator is its background): enable one")
+        try:
+            for c in parse_channels(self.channels):
+                run.oi.of("variance", c.variable.name)
+                run.oi.of("length_scale_km", c.variable.name)
+        except ConfigError as err:
+            raise RunError(str(err)) from None
 
     def _check_errors(self) -> None:
         stats, emu = self.emulator_errors, self.emulator
