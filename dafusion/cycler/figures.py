@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dafusion.baselines.geometry import EARTH_RADIUS_KM, great_circle_km
 from dafusion.cycler.metrics import rank_histogram, spread_skill
 from dafusion.cycler.runview import RunView
 from dafusion.figures import pyplot, save_figure
@@ -190,8 +191,8 @@ def figure_scatter(run: RunView, channel: str, cycles: list[int], out: Path) -> 
             obs_x.append(value)
             obs_y.append(interpolate(mean, run.grid, lat, lon, "bilinear"))
             # grid points more than 5 degrees (great circle) from every station
-            d = _angular_distance(glat.ravel()[:, None], glon.ravel()[:, None], lat[None],
-                                  lon[None]).min(1)
+            d = np.rad2deg(great_circle_km(glat.ravel(), glon.ravel(), lat, lon).min(1)
+                           / EARTH_RADIUS_KM)
             far = d > 5.0
         else:
             far = np.ones(glat.size, bool)
@@ -214,14 +215,6 @@ def figure_scatter(run: RunView, channel: str, cycles: list[int], out: Path) -> 
         ax.set_ylabel(f"analysis mean [{u}]")
     fig.suptitle(f"{run.path.name}: {channel}, cycles {cycles}", fontsize=10)
     return save_figure(fig, out / f"scatter_{channel}.png")
-
-
-def _angular_distance(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray,
-                      lon2: np.ndarray) -> np.ndarray:
-    p1, p2 = np.deg2rad(lat1), np.deg2rad(lat2)
-    dl = np.deg2rad(lon2 - lon1)
-    c = np.sin(p1) * np.sin(p2) + np.cos(p1) * np.cos(p2) * np.cos(dl)
-    return np.rad2deg(np.arccos(np.clip(c, -1, 1)))
 
 
 def calibration(runs: list[RunView], channels: list[str]) -> dict[str, Any]:

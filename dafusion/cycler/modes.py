@@ -131,23 +131,22 @@ class EmulatorMode:
     def background(self, cycle: int) -> np.ndarray | None:
         if self.previous is None:
             return None
-        bg = self.previous.copy()  # channels the emulator lacks: the previous analysis
-        shared = [c for c in self.current.channels if c in self.channels]
-        fc = self.current.values.mean(0)[[self.current.channels.index(c) for c in shared]]
-        bg[[self.channels.index(c) for c in shared]] = \
-            self.from_emulator(torch.as_tensor(fc)).numpy()
-        return bg
+        return self._on_analysis_grid(self.current.values.mean(0, keepdims=True))[0]
 
     def background_members(self, cycle: int) -> np.ndarray:
         """Each member of the emulator state, regridded; channels the emulator lacks: the
         previous analysis mean, NaN at the first analysis (the caller's climatology)."""
+        return self._on_analysis_grid(self.current.values)
+
+    def _on_analysis_grid(self, values: np.ndarray) -> np.ndarray:
+        """Emulator states ``(B, C_f, h, w)`` -> ``(B, C, H, W)`` on the analysis grid."""
         shared = [c for c in self.current.channels if c in self.channels]
-        members = self.current.values[:, [self.current.channels.index(c) for c in shared]]
-        out = np.full((members.shape[0], len(self.channels)) + tuple(self.grid.shape), np.nan)
+        fc = values[:, [self.current.channels.index(c) for c in shared]]
+        out = np.full((values.shape[0], len(self.channels)) + tuple(self.grid.shape), np.nan)
         if self.previous is not None:
             out[:] = self.previous
         out[:, [self.channels.index(c) for c in shared]] = \
-            self.from_emulator(torch.as_tensor(members)).numpy()
+            self.from_emulator(torch.as_tensor(fc)).numpy()
         return out
 
     def advance(self, cycle: int, analysis: np.ndarray) -> None:
