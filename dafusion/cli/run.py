@@ -121,10 +121,16 @@ def _summary(run_dir: Path) -> None:
               help="Write compare.md, compare.csv and compare.png here.")
 @friendly
 def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
-    """RMSE by variable and lead day for runs over the same truth and window."""
+    """RMSE by variable and lead day for runs over the same truth and window; one campaign
+    directory (cycler sweep --starts): the settings over its windows, with confidence
+    intervals and a paired comparison."""
+    from dafusion.cycler.campaign import compare_campaign, is_campaign
     from dafusion.cycler.compare import compare
 
-    table, files = compare([Path(r) for r in runs], Path(out) if out else None)
+    if len(runs) == 1 and is_campaign(Path(runs[0])):
+        table, files = compare_campaign(Path(runs[0]), Path(out) if out else None)
+    else:
+        table, files = compare([Path(r) for r in runs], Path(out) if out else None)
     click.echo(table)
     for f in files:
         click.echo(f"wrote {f}")
@@ -137,20 +143,26 @@ def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
 @click.option("--start")
 @click.option("--days", type=float)
 @click.option("--members", type=int)
+@click.option("--starts", help="A campaign: every setting from each window start "
+              "FIRST:LAST:STEP (e.g. 2020-01-01:2020-12-17:14d); runs go to "
+              "runs/NAME/<setting>/<start>.")
 @click.option("--name", default="sweep", show_default=True,
-              help="Runs go to runs/NAME/<setting>; the comparison to runs/NAME.")
+              help="Runs go to runs/NAME/<setting>; the comparison to runs/NAME. The same "
+              "command again continues an interrupted sweep.")
 @click.option("--jobs", default=1, show_default=True, type=int,
               help="Runs in parallel (separate processes; 1 = one after the other, here).")
 @click.option("--device", default="cpu", show_default=True)
 @friendly
 def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
               method: str | None, start: str | None, days: float | None,
-              members: int | None, name: str, jobs: int, device: str) -> None:
+              members: int | None, starts: str | None, name: str, jobs: int,
+              device: str) -> None:
     """Run every combination of comma-separated --set values, then compare them.
 
-    Example: cycler sweep --mode forecast --set run.sources.emulator.weight=0,0.5,1,2,4
+    Example: cycler sweep --mode forecast --set run.sources.emulator.weight=0,0.5,1,2,4.
+    A campaign over windows: add --starts 2020-01-01:2020-01-22:7d.
     """
-    from dafusion.cycler.sweep import sweep
+    from dafusion.cycler.sweep import sweep, window_starts
 
     fixed, axes = [], {}
     for item in overrides:
@@ -159,11 +171,14 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
             axes[key.strip()] = values.split(",")
         else:
             fixed.append(item)
-    if not axes:
-        raise click.UsageError("sweep: give at least one --set key=v1,v2,...")
+    if not axes and not starts:
+        raise click.UsageError("sweep: give at least one --set key=v1,v2,... (or --starts)")
+    if starts and start:
+        raise click.UsageError("give --start or --starts, not both")
     cfg = _with_run_options(load_config(config_path, fixed), mode=mode, method=method,
                             start=start, days=days, members=members)
-    result = sweep(cfg, axes, Path("runs") / _name(name), jobs=jobs, device=device)
+    result = sweep(cfg, axes, Path("runs") / _name(name), jobs=jobs, device=device,
+                   starts=window_starts(starts) if starts else ())
     click.echo(result.table)
     for f in result.files:
         click.echo(f"wrote {f}")

@@ -1,16 +1,30 @@
-"""``cycler sweep`` as a library: one run per combination of settings, then their comparison.
+"""``cycler sweep`` as a library: one run per combination of settings (and window), then
+their comparison.
 
 ``sweep(base, {"run.sources.stations.weight": ["0.5", "1", "2"]}, root)`` checks every
-combination's configuration before anything runs, runs each into
-``root/<label>/`` (an ordinary run directory; ``label`` is e.g.
-``stations.weight=0.5``), in this process or in ``jobs`` child processes, and
-compares the runs that completed in ``root/compare.*``.
+combination's configuration before anything runs, runs each into ``root/<label>/``
+(an ordinary run directory; ``label`` is e.g. ``stations.weight=0.5``), in this process
+or in ``jobs`` child processes, and compares the runs that completed in
+``root/compare.*``.
+
+A **campaign** adds a window axis: ``starts=window_starts("2020-01-01:2020-01-22:7d")``
+runs every setting from every start into ``root/<label>/<start>/`` and compares the
+settings over the windows with confidence intervals (``cycler.campaign``).
+
+``root/sweep.json`` indexes the runs (label, settings, start, directory, the sha256 of
+each configuration). Running the same sweep again continues it: completed runs are
+skipped, interrupted ones resumed, missing ones started; a different plan on the
+same root is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import hashlib
 import itertools
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +34,16 @@ from dafusion.cycler.compare import compare
 from dafusion.cycler.rundir import RunDir, RunError
 from dafusion.io import write_text
 
+INDEX = "sweep.json"
+BASE_LABEL = "base"  # the setting of a campaign without other axes
+
 
 @dataclasses.dataclass
 class SweepRun:
-    label: str
+    label: str  # the setting, e.g. stations.weight=0.5
     cfg: Config
     path: Path
+    start: str = ""  # the window's first analysis, in a campaign
 
 
 @dataclasses.dataclass
@@ -41,59 +59,129 @@ def label(settings: dict[str, str]) -> str:
     return ",".join(f"{'.'.join(k.split('.')[-2:])}={v}" for k, v in settings.items())
 
 
-def plan(base: Config, axes: dict[str, list[str]], root: Path) -> list[SweepRun]:
-    """Every combination of ``axes`` (key -> values, YAML text), each checked now."""
-    if not axes or any(not values for values in axes.values()):
+def window_starts(spec: str) -> list[str]:
+    """``FIRST:LAST:STEP`` (dates or ISO times; STEP as ``14d`` or ``12h``) -> the starts
+    FIRST, FIRST + STEP, … up to LAST, as ISO times."""
+    head, _, step_text = spec.rpartition(":")
+    match = re.fullmatch(r"(\d+)([dh])", step_text.strip())
+    found = re.fullmatch(r"(.+?):(\d{4}-\d\d-\d\d.*)", head)  # LAST starts with a date
+    if not (match and found):
+        raise RunError(f"--starts {spec!r}: expected FIRST:LAST:STEP, e.g. "
+                       "2020-01-01:2020-12-17:14d")
+    try:
+        first, last = (dt.datetime.fromisoformat(found.group(i).strip()) for i in (1, 2))
+    except ValueError as err:
+        raise RunError(f"--starts {spec!r}: {err}") from None
+    step = dt.timedelta(days=int(match.group(1))) if match.group(2) == "d" else \
+        dt.timedelta(hours=int(match.group(1)))
+    if step <= dt.timedelta(0) or last < first:
+        raise RunError(f"--starts {spec!r}: needs a positive step and LAST >= FIRST")
+    out = []
+    while first <= last:
+        out.append(first.isoformat(timespec="minutes"))
+        first += step
+    return out
+
+
+def plan(base: Config, axes: dict[str, list[str]], root: Path,
+         starts: list[str] | tuple[str, ...] = ()) -> list[SweepRun]:
+    """Every combination of ``axes`` (key -> values, YAML text) from every start in
+    ``starts`` (none: the configuration's), each checked now."""
+    if (not axes and not starts) or any(not values for values in axes.values()):
         raise RunError("sweep: give at least one setting with values (key=v1,v2,...)")
     runs = []
     for combo in itertools.product(*axes.values()):
         settings = dict(zip(axes, combo))
-        cfg = with_overrides(base, [f"{k}={v}" for k, v in settings.items()])
-        name = label(settings)
+        name = label(settings) or BASE_LABEL
         if "/" in name or name in (".", ".."):
             raise RunError(f"sweep: setting values may not contain '/' ({name!r})")
-        runs.append(SweepRun(name, cfg, root / name))
+        overrides = [f"{k}={v}" for k, v in settings.items()]
+        if not starts:
+            runs.append(SweepRun(name, with_overrides(base, overrides), root / name))
+        for start in starts:
+            cfg = with_overrides(base, overrides + [f"run.start={start}"])
+            runs.append(SweepRun(name, cfg, root / name / start.replace(":", ""), start))
     return runs
 
 
 def sweep(base: Config, axes: dict[str, list[str]], root: str | Path, *, jobs: int = 1,
-          device: str = "cpu") -> SweepResult:
-    """Run every combination (``jobs`` > 1: child processes), then compare them."""
-    from dafusion.cycler.run import start_run
+          device: str = "cpu", starts: list[str] | tuple[str, ...] = ()) -> SweepResult:
+    """Run (or continue) every combination, here or in ``jobs`` child processes, then
+    compare them: over windows with confidence intervals in a campaign."""
+    from dafusion.cycler.run import resume_run, start_run
 
     root = Path(root)
-    runs = plan(base, axes, root)
+    runs = plan(base, axes, root, starts)
     if jobs < 1:
         raise RunError(f"sweep: --jobs must be >= 1, got {jobs}")
-    if root.exists():
-        raise RunError(f"{root}: already exists; choose another --name")
-    root.mkdir(parents=True)
+    _open_index(root, runs, axes)
+    todo = [r for r in runs if not RunDir(r.path).complete]
     if jobs == 1:
-        for r in runs:
+        for r in todo:
             try:
-                start_run(r.cfg, r.path, device=device)
+                if r.path.exists():
+                    resume_run(r.path, device=device)
+                else:
+                    start_run(r.cfg, r.path, device=device)
             except Exception as err:  # noqa: BLE001 - one failed run does not stop the sweep
-                write_text(root / f"{r.label}.error.txt", f"{type(err).__name__}: {err}\n")
+                write_text(_error_file(root, r), f"{type(err).__name__}: {err}\n")
     else:
-        _in_processes(runs, root, jobs, device)
+        _in_processes(todo, root, jobs, device)
     done = [r for r in runs if RunDir(r.path).complete]
-    table, files = (compare([r.path for r in done], root, labels=[r.label for r in done])
-                    if done else ("", []))
-    return SweepResult(runs, table, files, [r for r in runs if r not in done])
+    return SweepResult(runs, *_comparison(root, runs, done, bool(starts)),
+                       [r for r in runs if r not in done])
+
+
+def _comparison(root: Path, runs: list[SweepRun], done: list[SweepRun],
+                campaign: bool) -> tuple[str, list[Path]]:
+    if not done:
+        return "", []
+    if campaign:
+        from dafusion.cycler.campaign import compare_campaign
+
+        return compare_campaign(root)
+    return compare([r.path for r in done], root, labels=[r.label for r in done])
+
+
+def _open_index(root: Path, runs: list[SweepRun], axes: dict[str, list[str]]) -> None:
+    """Create ``root`` and its index, or check that an existing one holds this plan."""
+    index = {"axes": axes, "starts": sorted({r.start for r in runs if r.start}),
+             "runs": [{"label": r.label, "start": r.start,
+                       "path": r.path.relative_to(root).as_posix(),
+                       "config_sha256": hashlib.sha256(dump_config(r.cfg).encode()).hexdigest()}
+                      for r in runs]}
+    path = root / INDEX
+    if root.exists():
+        if not path.exists() or json.loads(path.read_text()) != index:
+            raise RunError(f"{root}: already exists"
+                           + (" with another plan (its sweep.json differs); choose another "
+                              "--name" if path.exists() else "; choose another --name"))
+        return
+    root.mkdir(parents=True)
+    write_text(path, json.dumps(index, indent=1) + "\n")
+
+
+def _error_file(root: Path, r: SweepRun) -> Path:
+    return root / f"{r.label}{'@' + r.start.replace(':', '') if r.start else ''}.error.txt"
 
 
 def _in_processes(runs: list[SweepRun], root: Path, jobs: int, device: str) -> None:
-    """``python -m dafusion.cli --threads T run --config <root>/<label>.yaml --out
-    <root>/<label>``, T = this process's threads shared among the ``jobs``."""
+    """``python -m dafusion.cli --threads T run --config <root>/<label>.yaml --out <dir>``
+    (``run --resume <dir>`` for an interrupted one), T = this process's threads shared
+    among the ``jobs``."""
     import torch
 
     threads = max(1, torch.get_num_threads() // jobs)
     commands = []
     for r in runs:
-        config = write_text(root / f"{r.label}.yaml", dump_config(r.cfg))
-        commands.append([sys.executable, "-m", "dafusion.cli", "--threads", str(threads),
-                         "run", "--config", str(config), "--out", str(r.path),
-                         "--device", device])
+        head = [sys.executable, "-m", "dafusion.cli", "--threads", str(threads), "run"]
+        if r.path.exists():
+            commands.append(head + ["--resume", str(r.path), "--device", device])
+            continue
+        stem = r.label + ("@" + r.start.replace(":", "") if r.start else "")
+        config = write_text(root / f"{stem}.yaml", dump_config(r.cfg))
+        commands.append(head + ["--config", str(config), "--out", str(r.path),
+                                "--device", device])
     for i in range(0, len(commands), jobs):
         procs = [subprocess.Popen(c) for c in commands[i:i + jobs]]
         for proc in procs:
