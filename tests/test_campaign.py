@@ -128,3 +128,34 @@ def test_compare_on_the_command_line_takes_a_campaign_directory(fakes, tmp_path)
     res = CliRunner().invoke(main, ["compare", str(tmp_path / "camp")])
     assert res.exit_code == 0, res.output
     assert "1 settings x 2 windows" in res.output and "campaign.png" in res.output
+
+
+def test_an_interrupted_sweep_interrupts_its_child_runs(fakes, tmp_path, monkeypatch):
+    """Ctrl-C while waiting for child runs: each still running gets SIGINT (and stops
+    resumable) and the sweep waits for them before it stops."""
+    import signal
+    import subprocess
+
+    _, sets = fakes
+    signals = []
+
+    class Child:
+        def __init__(self, cmd):
+            self.done = False
+
+        def wait(self):
+            if not signals:
+                raise KeyboardInterrupt
+            self.done = True
+
+        def poll(self):
+            return 0 if self.done else None
+
+        def send_signal(self, sig):
+            signals.append(sig)
+
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(_settings(sets), {"run.sources.stations.weight": ["0.5", "1"]},
+              tmp_path / "sw", jobs=2)
+    assert signals == [signal.SIGINT, signal.SIGINT]

@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -184,5 +185,13 @@ def _in_processes(runs: list[SweepRun], root: Path, jobs: int, device: str) -> N
                                 "--device", device])
     for i in range(0, len(commands), jobs):
         procs = [subprocess.Popen(c) for c in commands[i:i + jobs]]
-        for proc in procs:
-            proc.wait()
+        try:
+            for proc in procs:
+                proc.wait()
+        except BaseException:  # Ctrl-C or a kill of the sweep: its runs stop too, resumable
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            for proc in procs:
+                proc.wait()
+            raise
