@@ -251,3 +251,23 @@ def sample(cfg, denoiser, shape, generators, terms=(), **kwargs):
         denoiser = GuidedDenoiser(denoiser, joint_log_likelihood(terms),
                                   scale=cfg.guidance_scale, clip=cfg.guidance_clip)
     return EDMSampler(cfg)(denoiser, shape, generators, **kwargs)
+
+
+def crash_at_metrics_write(monkeypatch, n: int, partial: bool = False) -> None:
+    """The ``n``-th write of a ``metrics.csv`` raises KeyboardInterrupt (a kill at that
+    moment), leaving half the file as ``metrics.csv.partial`` with ``partial``; undo with
+    ``monkeypatch.undo()``."""
+    import dafusion.cycler.rundir as rundir
+
+    real, calls = rundir.write_text, {"n": 0}
+
+    def crashing(path, text):
+        if path.name == "metrics.csv":
+            calls["n"] += 1
+            if calls["n"] == n:
+                if partial:
+                    path.with_name("metrics.csv.partial").write_text(text[: len(text) // 2])
+                raise KeyboardInterrupt("killed while writing")
+        real(path, text)
+
+    monkeypatch.setattr(rundir, "write_text", crashing)

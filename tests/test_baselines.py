@@ -439,26 +439,16 @@ def test_the_oi_cycle_analyses_the_regridded_forecast_it_wrote(fakes, tmp_path):
 
 
 def test_a_classical_run_resumes_to_the_same_metrics(fakes, tmp_path, monkeypatch):
-    import dafusion.cycler.rundir as rundir
     from dafusion.cycler.run import resume_run, start_run
 
     _, sets = fakes
     cfg = cycle_fakes.config(sets, "run.method=letkf", "run.mode=reinit",
                              "run.reinit=members", "run.members=3")
     start_run(cfg, tmp_path / "full")
-    real, calls = rundir.write_text, {"n": 0}
-
-    def crashing(path, text):
-        if path.name == "metrics.csv":
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise KeyboardInterrupt("killed")
-        real(path, text)
-
-    monkeypatch.setattr(rundir, "write_text", crashing)
+    cycle_fakes.crash_at_metrics_write(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         start_run(cfg, tmp_path / "cut")
-    monkeypatch.setattr(rundir, "write_text", real)
+    monkeypatch.undo()
     resume_run(tmp_path / "cut")
     assert ((tmp_path / "cut" / "metrics.csv").read_text()
             == (tmp_path / "full" / "metrics.csv").read_text())

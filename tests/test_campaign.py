@@ -62,27 +62,17 @@ def _settings(sets):
 
 def test_a_campaign_runs_every_setting_in_every_window_resumes_and_compares(
         fakes, tmp_path, monkeypatch):
-    import dafusion.cycler.rundir as rundir
-
     _, sets = fakes
     axes = {"run.sources.stations.weight": ["0.5", "1"]}
     full = sweep(_settings(sets), axes, tmp_path / "full", starts=STARTS)
     assert not full.failed and len(full.runs) == 6
     assert is_campaign(tmp_path / "full")
-    # interrupted in its third run: the same sweep again skips two, resumes one, starts three
-    real, calls = rundir.write_text, {"n": 0}
-
-    def crashing(path, text):
-        if path.name == "metrics.csv":
-            calls["n"] += 1
-            if calls["n"] == 2 * 2 + 1:  # two runs of two cycles each, then the third's first
-                raise KeyboardInterrupt("killed")
-        real(path, text)
-
-    monkeypatch.setattr(rundir, "write_text", crashing)
+    # interrupted in its third run (two runs of two cycles each, then the third's first):
+    # the same sweep again skips two, resumes one, starts three
+    cycle_fakes.crash_at_metrics_write(monkeypatch, 2 * 2 + 1)
     with pytest.raises(KeyboardInterrupt):
         sweep(_settings(sets), axes, tmp_path / "cut", starts=STARTS)
-    monkeypatch.setattr(rundir, "write_text", real)
+    monkeypatch.undo()
     index = json.loads((tmp_path / "cut" / "sweep.json").read_text())
     first = tmp_path / "cut" / index["runs"][0]["path"] / "metrics.csv"
     stamp = first.stat().st_mtime_ns

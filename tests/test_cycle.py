@@ -197,26 +197,13 @@ def test_resume_after_sigkill_gives_the_same_metrics(fakes, tmp_path):
 def test_resume_after_a_crash_inside_a_cycle_write(fakes, tmp_path, monkeypatch):
     """A crash while cycle 2 writes its tables leaves a '.partial' file and the state of
     cycle 1: resume recomputes cycle 2 and ends as an uninterrupted run."""
-    import dafusion.cycler.rundir as rundir
-
     tmp, sets = fakes
     cfg = cycle_fakes.config(sets, "run.mode=reinit")
     start_run(cfg, tmp_path / "full")
-    real = rundir.write_text
-    calls = {"metrics": 0}
-
-    def crashing(path, text):
-        if path.name == "metrics.csv":
-            calls["metrics"] += 1
-            if calls["metrics"] == 3:
-                path.with_name("metrics.csv.partial").write_text(text[: len(text) // 2])
-                raise KeyboardInterrupt("killed while writing")
-        real(path, text)
-
-    monkeypatch.setattr(rundir, "write_text", crashing)
+    cycle_fakes.crash_at_metrics_write(monkeypatch, 3, partial=True)
     with pytest.raises(KeyboardInterrupt):
         start_run(cfg, tmp_path / "cut")
-    monkeypatch.setattr(rundir, "write_text", real)
+    monkeypatch.undo()
     assert len(rows(tmp_path / "cut" / "metrics.csv")) == 2 * 3  # cycles 0 and 1 only
     assert (tmp_path / "cut" / "cycle_002" / "analysis.nc").exists()  # written, not counted
     resume_run(tmp_path / "cut")

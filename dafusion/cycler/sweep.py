@@ -101,7 +101,7 @@ def plan(base: Config, axes: dict[str, list[str]], root: Path,
             runs.append(SweepRun(name, with_overrides(base, overrides), root / name))
         for start in starts:
             cfg = with_overrides(base, overrides + [f"run.start={start}"])
-            runs.append(SweepRun(name, cfg, root / name / start.replace(":", ""), start))
+            runs.append(SweepRun(name, cfg, root / name / _tag(start), start))
     return runs
 
 
@@ -162,8 +162,18 @@ def _open_index(root: Path, runs: list[SweepRun], axes: dict[str, list[str]]) ->
     write_text(path, json.dumps(index, indent=1) + "\n")
 
 
+def _tag(start: str) -> str:
+    """A window's start as a folder name: ``2020-01-01T00:00`` -> ``2020-01-01T0000``."""
+    return start.replace(":", "")
+
+
+def _stem(r: SweepRun) -> str:
+    """The run's name beside the sweep's index: ``label`` or ``label@start``."""
+    return r.label + (f"@{_tag(r.start)}" if r.start else "")
+
+
 def _error_file(root: Path, r: SweepRun) -> Path:
-    return root / f"{r.label}{'@' + r.start.replace(':', '') if r.start else ''}.error.txt"
+    return root / f"{_stem(r)}.error.txt"
 
 
 def _in_processes(runs: list[SweepRun], root: Path, jobs: int, device: str) -> None:
@@ -179,8 +189,7 @@ def _in_processes(runs: list[SweepRun], root: Path, jobs: int, device: str) -> N
         if r.path.exists():
             commands.append(head + ["--resume", str(r.path), "--device", device])
             continue
-        stem = r.label + ("@" + r.start.replace(":", "") if r.start else "")
-        config = write_text(root / f"{stem}.yaml", dump_config(r.cfg))
+        config = write_text(root / f"{_stem(r)}.yaml", dump_config(r.cfg))
         commands.append(head + ["--config", str(config), "--out", str(r.path),
                                 "--device", device])
     for i in range(0, len(commands), jobs):
