@@ -150,18 +150,36 @@ def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
               help="Runs go to runs/NAME/<setting>; the comparison to runs/NAME. The same "
               "command again continues an interrupted sweep.")
 @click.option("--jobs", default=1, show_default=True, type=int,
-              help="Runs in parallel (separate processes; 1 = one after the other, here).")
+              help="Runs in parallel (separate processes; 1 = one after the other, here); "
+              "with --executor slurm the array's parallelism.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]),
+              default="local", show_default=True,
+              help="Where runs execute: here / child processes, Slurm array jobs through "
+              "submitit, or submitit's local executor (pip install 'dafusion[slurm]').")
+@click.option("--partition", help="Slurm partition (--executor slurm).")
+@click.option("--time", "time_min", type=int, default=60, show_default=True,
+              help="Minutes per job (submitit executors); a job reaching it is requeued "
+              "and resumes its run.")
+@click.option("--gpus-per-job", type=int, default=0, show_default=True,
+              help="GPUs per job (submitit executors); use with --device cuda.")
+@click.option("--cpus-per-job", type=int, default=0, show_default=True,
+              help="CPUs per job (submitit executors; 0: the cluster's default).")
+@click.option("--slurm", "slurm_options", multiple=True, metavar="KEY=VALUE",
+              help="Any other sbatch option, e.g. --slurm account=abc --slurm qos=short.")
 @click.option("--device", default="cpu", show_default=True)
 @friendly
 def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
               method: str | None, start: str | None, days: float | None,
               members: int | None, starts: str | None, name: str, jobs: int,
-              device: str) -> None:
+              executor: str, partition: str | None, time_min: int, gpus_per_job: int,
+              cpus_per_job: int, slurm_options: tuple[str, ...], device: str) -> None:
     """Run every combination of comma-separated --set values, then compare them.
 
     Example: cycler sweep --mode forecast --set run.sources.emulator.weight=0,0.5,1,2,4.
-    A campaign over windows: add --starts 2020-01-01:2020-01-22:7d.
+    A campaign over windows: add --starts 2020-01-01:2020-01-22:7d. On Slurm: add
+    --executor slurm --partition gpu --gpus-per-job 1 --device cuda --time 120.
     """
+    from dafusion.cycler.executors import make_executor
     from dafusion.cycler.sweep import sweep, window_starts
 
     fixed, axes = [], {}
@@ -177,8 +195,16 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
         raise click.UsageError("give --start or --starts, not both")
     cfg = _with_run_options(load_config(config_path, fixed), mode=mode, method=method,
                             start=start, days=days, members=members)
+    extra = {}
+    for item in slurm_options:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--slurm")
+        extra[key.strip()] = value.strip()
+    run_on = make_executor(executor, jobs=jobs, partition=partition, time_min=time_min,
+                           gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, slurm=extra)
     result = sweep(cfg, axes, Path("runs") / _name(name), jobs=jobs, device=device,
-                   starts=window_starts(starts) if starts else ())
+                   starts=window_starts(starts) if starts else (), executor=run_on)
     click.echo(result.table)
     for f in result.files:
         click.echo(f"wrote {f}")

@@ -25,13 +25,11 @@ import hashlib
 import itertools
 import json
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 from dafusion.config import Config, dump_config, with_overrides
 from dafusion.cycler.compare import compare
+from dafusion.cycler.executors import Executor, Job, make_executor
 from dafusion.cycler.rundir import RunDir, RunError
 from dafusion.io import write_text
 
@@ -106,31 +104,41 @@ def plan(base: Config, axes: dict[str, list[str]], root: Path,
 
 
 def sweep(base: Config, axes: dict[str, list[str]], root: str | Path, *, jobs: int = 1,
-          device: str = "cpu", starts: list[str] | tuple[str, ...] = ()) -> SweepResult:
-    """Run (or continue) every combination, here or in ``jobs`` child processes, then
-    compare them: over windows with confidence intervals in a campaign."""
-    from dafusion.cycler.run import resume_run, start_run
-
+          device: str = "cpu", starts: list[str] | tuple[str, ...] = (),
+          executor: Executor | None = None) -> SweepResult:
+    """Run (or continue) every combination with ``executor`` (default: here, or in
+    ``jobs`` child processes), then compare them: over windows with confidence
+    intervals in a campaign."""
     root = Path(root)
     runs = plan(base, axes, root, starts)
-    if jobs < 1:
-        raise RunError(f"sweep: --jobs must be >= 1, got {jobs}")
+    executor = executor or make_executor("local", jobs=jobs)
     _open_index(root, runs, axes)
     todo = [r for r in runs if not RunDir(r.path).complete]
-    if jobs == 1:
-        for r in todo:
-            try:
-                if r.path.exists():
-                    resume_run(r.path, device=device)
-                else:
-                    start_run(r.cfg, r.path, device=device)
-            except Exception as err:  # noqa: BLE001 - one failed run does not stop the sweep
-                write_text(_error_file(root, r), f"{type(err).__name__}: {err}\n")
-    else:
-        _in_processes(todo, root, jobs, device)
+    threads = _threads_per_job(executor, jobs)
+    work = [Job(r.path, _config_file(root, r), device, threads) for r in todo]
+    for path, error in executor.run(work, root).items():
+        write_text(_error_file(root, next(r for r in todo if r.path == path)), error + "\n")
     done = [r for r in runs if RunDir(r.path).complete]
     return SweepResult(runs, *_comparison(root, runs, done, bool(starts)),
                        [r for r in runs if r not in done])
+
+
+def _threads_per_job(executor: Executor, jobs: int) -> int | None:
+    """Jobs beside each other here share this process's threads."""
+    if not executor.shares_this_machine:
+        return None
+    import torch
+
+    return max(1, torch.get_num_threads() // jobs)
+
+
+def _config_file(root: Path, r: SweepRun) -> Path:
+    """The run's configuration beside the index (what a job starts from)."""
+    path = root / f"{_stem(r)}.yaml"
+    text = dump_config(r.cfg)
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    return path
 
 
 def _comparison(root: Path, runs: list[SweepRun], done: list[SweepRun],
@@ -174,33 +182,3 @@ def _stem(r: SweepRun) -> str:
 
 def _error_file(root: Path, r: SweepRun) -> Path:
     return root / f"{_stem(r)}.error.txt"
-
-
-def _in_processes(runs: list[SweepRun], root: Path, jobs: int, device: str) -> None:
-    """``python -m dafusion.cli --threads T run --config <root>/<label>.yaml --out <dir>``
-    (``run --resume <dir>`` for an interrupted one), T = this process's threads shared
-    among the ``jobs``."""
-    import torch
-
-    threads = max(1, torch.get_num_threads() // jobs)
-    commands = []
-    for r in runs:
-        head = [sys.executable, "-m", "dafusion.cli", "--threads", str(threads), "run"]
-        if r.path.exists():
-            commands.append(head + ["--resume", str(r.path), "--device", device])
-            continue
-        config = write_text(root / f"{_stem(r)}.yaml", dump_config(r.cfg))
-        commands.append(head + ["--config", str(config), "--out", str(r.path),
-                                "--device", device])
-    for i in range(0, len(commands), jobs):
-        procs = [subprocess.Popen(c) for c in commands[i:i + jobs]]
-        try:
-            for proc in procs:
-                proc.wait()
-        except BaseException:  # Ctrl-C or a kill of the sweep: its runs stop too, resumable
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-            for proc in procs:
-                proc.wait()
-            raise
