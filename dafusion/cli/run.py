@@ -6,12 +6,15 @@ import contextlib
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import click
 
 from dafusion.cli.main import config_options, friendly, main, progress_bar
 from dafusion.config import load_config
+
+if TYPE_CHECKING:
+    from dafusion.cycler.ranks import Ranks
 
 
 def _run_dir(cfg, out: str | None, name: str | None) -> Path:  # noqa: ANN001
@@ -68,10 +71,29 @@ _METHOD = click.Choice(["diffusion", "oi", "letkf"])
 def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
             method: str | None, start: str | None, days: float | None, members: int | None,
             out: str | None, name: str | None, resume: str | None, device: str) -> None:
-    """Cycle emulator forecasts and analyses (diffusion, OI or LETKF) every 12 h."""
+    """Cycle emulator forecasts and analyses (diffusion, OI or LETKF) every 12 h.
+
+    Under torchrun (torchrun --nproc-per-node N -m dafusion.cli run ...) the members
+    are split across the N processes; rank 0 writes the run directory.
+    """
+    from dafusion.cycler.ranks import from_environment
+
+    ranks, device = from_environment(device)
+    try:
+        _run(ranks, device, config_path, overrides, mode, method, start, days, members, out,
+             name, resume)
+    finally:
+        ranks.close()
+
+
+def _run(ranks: Ranks, device: str, config_path: str | None, overrides: tuple[str, ...],
+         mode: str | None, method: str | None, start: str | None, days: float | None,
+         members: int | None, out: str | None, name: str | None, resume: str | None) -> None:
+    """``cycler run`` in this process (one of the ranks under torchrun)."""
     from dafusion.cycler.run import resume_run, start_run
     from dafusion.cycler.rundir import METRICS
 
+    progress = progress_bar if ranks.main else None
     if resume:
         if any(v is not None for v in (config_path, mode, method, start, days, members, out,
                                        name)) \
@@ -80,13 +102,15 @@ def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | Non
                                    "other settings")
         run_dir = Path(resume)
         with _interruptible(run_dir):
-            state = resume_run(run_dir, device=device, progress=progress_bar)
+            state = resume_run(run_dir, device=device, progress=progress, ranks=ranks)
     else:
         cfg = _with_run_options(load_config(config_path, list(overrides)), mode=mode,
                                 method=method, start=start, days=days, members=members)
-        run_dir = _run_dir(cfg, out, name)
+        run_dir = Path(ranks.broadcast_text(str(_run_dir(cfg, out, name))))
         with _interruptible(run_dir):
-            state = start_run(cfg, run_dir, device=device, progress=progress_bar)
+            state = start_run(cfg, run_dir, device=device, progress=progress, ranks=ranks)
+    if not ranks.main:
+        return
     total = sum(r["total_s"] for r in state.tables.timing)
     click.echo(f"{run_dir}: {state.cycle} analyses, {total:.0f} s in cycles; "
                f"metrics in {run_dir / METRICS}")

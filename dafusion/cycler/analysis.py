@@ -79,13 +79,17 @@ class DiffusionAnalysis:
 
 
 def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int) -> np.ndarray:
-    """The analysis ensemble ``(M, C, H, W)`` in physical units (Algorithm 1)."""
-    shape = (len(exp.channels), *exp.grid.shape)
-    gens = seeding.generators(exp.cfg.run.seed, cycle, exp.cfg.run.members, exp.device)
+    """The analysis ensemble ``(M, C, H, W)`` in physical units (Algorithm 1). Across
+    processes (``cycler.ranks``) each samples its members, then all have all."""
+    shape, members = (len(exp.channels), *exp.grid.shape), exp.cfg.run.members
+    a, b = exp.ranks.span(members)
+    gens = seeding.generators(exp.cfg.run.seed, cycle, members, exp.device)[a:b]
     s = exp.cfg.prior.sampler
-    denoiser = (guided(exp.denoiser, terms, s, exp.cfg.run.members) if terms
-                else exp.denoiser)
-    x = sampler(denoiser, shape, gens, device=exp.device).detach().cpu()
+    if exp.ranks.size > 1:  # the terms as members a..b-1 see them
+        terms = [members_of(t, a, b, members) for t in terms]
+    denoiser = guided(exp.denoiser, terms, s, b - a) if terms else exp.denoiser
+    x = sampler(denoiser, shape, gens, device=exp.device).detach()
+    x = exp.ranks.gather(x, members).cpu()
     _check_divergence(x, cycle, exp)
     return exp.normaliser.denormalise(x.double().numpy())
 

@@ -32,6 +32,7 @@ import xarray as xr
 from dafusion.config import Config, ConfigError, dump_config
 from dafusion.cycler import seeding
 from dafusion.cycler.modes import ForecastMode, Mode, PlainMode, ReinitMode
+from dafusion.cycler.ranks import SINGLE, Ranks, check as check_ranks
 from dafusion.cycler.rundir import Header, RunError
 from dafusion.data import GriddedSource, demo_truth_path, is_url
 from dafusion.emulator.base import ForecastModel
@@ -63,6 +64,7 @@ class Experiment:
     emulator_errors: xr.Dataset | None = None  # its error statistics (emulator.errors)
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ranks: Ranks = SINGLE  # the processes the members are split over (torchrun)
 
     def __post_init__(self) -> None:
         self.times = analysis_times(self.cfg)
@@ -106,6 +108,7 @@ class Experiment:
                            "disable them (stations, gridded) and use mode plain")
         if run.method != "diffusion":
             self._check_classical()
+        check_ranks(self.ranks, run.method, run.members)
 
     def _check_classical(self) -> None:
         """OI and LETKF: observations to assimilate, and B for every analysis channel."""
@@ -160,12 +163,14 @@ class Experiment:
             keep = (table.time >= self.times[0] - half) & (table.time <= self.times[-1] + half)
             # force: a run killed after this file and before inputs.json rewrites it on resume
             write_obs = lambda path: write_table(table.subset(keep), path, force=True)  # noqa: E731
-        return Header(cfg, versions(), self.inputs,
+        spread = {"ranks": str(self.ranks.size)} if self.ranks.size > 1 else {}
+        return Header(cfg, {**versions(), **spread}, self.inputs,
                       seeding.record(cfg.run.seed, self.times, cfg.run.members), write_obs)
 
 
-def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
-    """Open the truth, checkpoints and observations named by ``cfg`` and check them."""
+def build_experiment(cfg: Config, device: str = "cpu", ranks: Ranks = SINGLE) -> Experiment:
+    """Open the truth, checkpoints and observations named by ``cfg`` and check them
+    (``ranks``: this process's place when the members are split across processes)."""
     from dafusion.emulator.checkpoint import demo_emulator_path, load_emulator
     from dafusion.prior import demo_prior_path
     from dafusion.prior.checkpoint import load_prior
@@ -194,7 +199,8 @@ def build_experiment(cfg: Config, device: str = "cpu") -> Experiment:
                               "weights_sha256": sha256(emulator_path / "weights.pt")}
         errors = _emulator_errors(cfg, emulator_path, emulator, inputs)
     table = observation_table(cfg, truth, inputs)
-    return Experiment(cfg, truth, denoiser, normaliser, emulator, table, errors, dev, inputs)
+    return Experiment(cfg, truth, denoiser, normaliser, emulator, table, errors, dev, inputs,
+                      ranks)
 
 
 def _emulator_errors(cfg: Config, checkpoint: Path, emulator: ForecastModel,

@@ -13,7 +13,8 @@ The parts are elsewhere: the experiment (``experiment.py``), the modes
 (``record.py``) and the seeds (``seeding.py``). Member noise is seeded by
 (seed, cycle, member) and ``state.npz`` is replaced after a cycle's files, so a
 run killed at any moment and resumed ends with the same ``metrics.csv`` as an
-uninterrupted run.
+uninterrupted run. Under torchrun the members are split across the processes and
+rank 0 alone writes (``ranks.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dafusion.config import Config
 from dafusion.cycler.analysis import analysis_method
 from dafusion.cycler.experiment import Experiment, build_experiment
 from dafusion.cycler.modes import EmulatorState, Mode
+from dafusion.cycler.ranks import SINGLE, Ranks
 from dafusion.cycler.record import analysis_dataset, metric_rows, obs_row
 from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, RunDir, RunError, Tables
 from dafusion.cycler.sources import cycle_terms
@@ -53,10 +55,12 @@ def run_cycles(exp: Experiment, run_dir: str | Path, *,
                progress: Callable[..., Any] | None = None) -> CycleState:
     """Run (or continue) the cycles of ``exp`` in the existing run directory ``run_dir``."""
     run, mode, method = RunDir(run_dir), exp.mode(), analysis_method(exp)
-    state = _restore(run, mode)
+    main = exp.ranks.main  # only rank 0 writes (cycler.ranks); the others compute
+    state = _restore(run, mode, main)
     units = "cycles × sampler steps" if method.units > 1 else "cycles"
+    progress = progress if main else None
     with (progress or null_progress)(len(exp.times) * method.units, units) as bar, \
-            _logged_stop(run, state):
+            _logged_stop(run, state, main):
         bar.update(state.cycle * method.units)
         method.progress = bar.update
         for cycle in range(state.cycle, len(exp.times)):
@@ -68,49 +72,66 @@ def run_cycles(exp: Experiment, run_dir: str | Path, *,
                                 pseudo if method.emulator_term else None, background)
             if pseudo is not None and pseudo.error_scale:
                 mode.adapt(pseudo.error_scale)  # cycler.adaptive's scales, for the next cycle
-                run.log(f"cycle {cycle}: emulator Σ_y scale " + " ".join(
-                    f"{c} {v:.3g}" for c, v in pseudo.error_scale.items()))
+                if main:
+                    run.log(f"cycle {cycle}: emulator Σ_y scale " + " ".join(
+                        f"{c} {v:.3g}" for c, v in pseudo.error_scale.items()))
             clock.lap("observations_s")
             ensemble = method(cycle, terms, mode)  # (M, C, H, W) physical
             clock.lap("analysis_s")
             if cycle + 1 < len(exp.times):
                 mode.advance(cycle, ensemble)
             clock.lap("forecast_s")
+            if not main:
+                state.cycle += 1
+                continue
             line = _record(run, state, exp, cycle, ensemble, truth, terms, pseudo, background,
                            clock)
             _save(run, state, mode, line)
-    run.mark_complete(len(exp.times))
+    if main:
+        run.mark_complete(len(exp.times))
     return state
 
 
 def start_run(cfg: Config, run_dir: str | Path, *, device: str = "cpu",
-              progress: Callable[..., Any] | None = None) -> CycleState:
-    """Build the experiment of ``cfg``, create ``run_dir`` and run every cycle."""
-    return run_experiment(build_experiment(cfg, device), run_dir, progress=progress)
+              progress: Callable[..., Any] | None = None,
+              ranks: Ranks = SINGLE) -> CycleState:
+    """Build the experiment of ``cfg``, create ``run_dir`` and run every cycle (this
+    process's share of the members with ``ranks``: ``cycler.ranks``)."""
+    return run_experiment(build_experiment(cfg, device, ranks), run_dir, progress=progress)
 
 
 def run_experiment(exp: Experiment, run_dir: str | Path, *,
                    progress: Callable[..., Any] | None = None) -> CycleState:
     """Create ``run_dir`` for an experiment (from a configuration or from parts) and run it."""
+    if not exp.ranks.main:
+        exp.ranks.barrier()  # rank 0 has created the directory
+        return run_cycles(exp, run_dir)
     run = RunDir.make(run_dir)
     with run.locked():
         run.write_header(exp.header())
+        exp.ranks.barrier()
         return run_cycles(exp, run_dir, progress=progress)
 
 
 def resume_run(run_dir: str | Path, *, device: str = "cpu",
-               progress: Callable[..., Any] | None = None) -> CycleState:
+               progress: Callable[..., Any] | None = None,
+               ranks: Ranks = SINGLE) -> CycleState:
     """Continue an interrupted run with its own configuration (and finish its header)."""
     run = RunDir(run_dir)
     cfg = run.config()
     if run.complete:
         raise RunError(f"{run.path}: already complete")
+    if not ranks.main:
+        exp = build_experiment(cfg, device, ranks)
+        ranks.barrier()  # rank 0 has checked the inputs and completed the header
+        return run_cycles(exp, run.path)
     with run.locked():
-        exp = build_experiment(cfg, device)
+        exp = build_experiment(cfg, device, ranks)
         run.check_unchanged(exp.inputs)  # what inputs.json recorded, if it was written
         if run.missing_header():
             run.write_header(exp.header())
             run.log("header completed on resume (the run was interrupted while being created)")
+        ranks.barrier()
         return run_cycles(exp, run.path, progress=progress)
 
 
@@ -174,7 +195,7 @@ def _save(run: RunDir, state: CycleState, mode: Mode, line: str) -> None:
     run.log(line)
 
 
-def _restore(run: RunDir, mode: Mode) -> CycleState:
+def _restore(run: RunDir, mode: Mode, main: bool = True) -> CycleState:
     saved = run.load_state()
     if saved is None:
         return CycleState()
@@ -185,14 +206,16 @@ def _restore(run: RunDir, mode: Mode) -> CycleState:
     except (KeyError, TypeError, ValueError) as err:
         raise RunError(f"{run / 'state.npz'}: incomplete run state ({type(err).__name__}: "
                        f"{err}); delete it to restart the run from its first cycle") from None
-    run.log(f"resumed at cycle {state.cycle}")
+    if main:
+        run.log(f"resumed at cycle {state.cycle}")
     return state
 
 
 @contextlib.contextmanager
-def _logged_stop(run: RunDir, state: CycleState) -> Iterator[None]:
+def _logged_stop(run: RunDir, state: CycleState, main: bool = True) -> Iterator[None]:
     try:
         yield
     except BaseException as err:
-        run.log(f"stopped at cycle {state.cycle}: {type(err).__name__}: {err}")
+        if main:
+            run.log(f"stopped at cycle {state.cycle}: {type(err).__name__}: {err}")
         raise
