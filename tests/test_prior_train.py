@@ -191,3 +191,39 @@ def test_data_parallel_training_under_torchrun(tmp_path):
     record = json.loads((out / "record.json").read_text())
     assert record["step"] == 2 and record["hardware"].startswith("2 x ")
     assert load_prior(out)[2].channels == ["t850", "z500", "sp"]
+
+
+@pytest.mark.slow
+def test_training_as_a_submitit_job_of_two_tasks_equals_torchrun(tmp_path, monkeypatch):
+    """The Slurm path of ``prior train`` through submitit's local executor: 2 tasks
+    take their ranks from submitit and train exactly as 2 torchrun ranks (same weights,
+    same loss curve)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("submitit", reason="the 'slurm' extra (submitit) is not installed")
+    data = _wb2(tmp_path)
+    sets = [f"data.path={data}", f"data.channels={CHANNELS}", "data.train_start=2020-01-01",
+            "data.train_end=2020-01-02", "prior.network.base_channels=8",
+            "prior.network.channel_mult=[1,2]", "prior.network.attention_resolutions=[]",
+            "prior.train.batch_size=2"]
+    args = ["prior", "train", "--steps", "3"] + [a for s in sets for a in ("--set", s)]
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # both: one thread per process
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node=2", "-m", "dafusion.cli"] + args + ["--out", str(tmp_path / "tr")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ))
+    assert result.returncode == 0, result.stderr[-3000:]
+    res = CliRunner().invoke(main, args + ["--out", str(tmp_path / "job"), "--executor",
+                                           "submitit-local", "--tasks-per-node", "2",
+                                           "--time", "10"])
+    assert res.exit_code == 0, res.output
+    assert "2 tasks" in res.output and "step 3" in res.output
+    job, ref = (json.loads((tmp_path / d / "record.json").read_text()) for d in ("job", "tr"))
+    assert job["loss"] == ref["loss"] and job["hardware"] == ref["hardware"]
+    a, b = (torch.load(tmp_path / d / "weights.pt", weights_only=True) for d in ("job", "tr"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    bad = CliRunner().invoke(main, args + ["--out", str(tmp_path / "x"), "--executor",
+                                           "submitit-local", "--nodes", "2"])
+    assert bad.exit_code != 0 and "need --executor slurm" in bad.output

@@ -86,3 +86,12 @@ def config_show(config_path: str | None, overrides: tuple[str, ...]) -> None:
     click.echo(dump_config(load_config(config_path, overrides)), nl=False)
 
 
+def key_values(items: tuple[str, ...], option: str) -> dict[str, str]:
+    """``("account=abc", "qos=short")`` -> ``{"account": "abc", "qos": "short"}``."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=option)
+        out[key.strip()] = value.strip()
+    return out

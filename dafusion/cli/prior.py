@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from dafusion.cli.main import progress_bar, config_options, friendly, main
+from dafusion.cli.main import config_options, friendly, key_values, main, progress_bar
 from dafusion.config import dump_config, load_config
 
 
@@ -23,17 +23,85 @@ def prior() -> None:
 @click.option("--steps", type=int, help="Train until this many steps (default prior.train.steps).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--force", is_flag=True, help="Start again, replacing --out.")
+@click.option("--executor", type=click.Choice(["local", "slurm", "submitit-local"]),
+              default="local", show_default=True,
+              help="local: this process (or torchrun's); slurm: one submitit job of --nodes "
+              "x --tasks-per-node DDP tasks, requeued with --resume at its time limit; "
+              "submitit-local: the same job on this machine.")
+@click.option("--nodes", type=int, default=1, show_default=True)
+@click.option("--tasks-per-node", type=int, help="DDP processes per node (default: "
+              "--gpus-per-node, at least 1).")
+@click.option("--gpus-per-node", type=int, default=0, show_default=True)
+@click.option("--cpus-per-task", type=int, default=0, show_default=True,
+              help="0: the cluster's default.")
+@click.option("--partition", help="Slurm partition.")
+@click.option("--time", "time_min", type=int, default=24 * 60, show_default=True,
+              help="Minutes per job (a job reaching it is requeued and resumes).")
+@click.option("--slurm", "slurm_options", multiple=True, metavar="KEY=VALUE",
+              help="Any other sbatch option, e.g. --slurm account=abc.")
 @friendly
 def prior_train(config_path: str | None, overrides: tuple[str, ...], out: str,
-                steps: int | None, resume: bool, force: bool) -> None:
-    """Train the prior (single device, or data-parallel under torchrun)."""
+                steps: int | None, resume: bool, force: bool, executor: str, nodes: int,
+                tasks_per_node: int | None, gpus_per_node: int, cpus_per_task: int,
+                partition: str | None, time_min: int, slurm_options: tuple[str, ...]) -> None:
+    """Train the prior (single device, data-parallel under torchrun, or as a Slurm job).
+
+    The batch size prior.train.batch_size is per process: N processes train with an
+    effective batch of N x batch_size at the same prior.train.lr (docs/scale-out.md).
+    """
     from dafusion.prior.train import train_prior
 
     cfg = load_config(config_path, overrides)
+    if executor != "local":
+        _submit_training(cfg, out, steps, resume, force, executor == "slurm", nodes,
+                         tasks_per_node or max(gpus_per_node, 1), gpus_per_node,
+                         cpus_per_task, partition, time_min,
+                         key_values(slurm_options, "--slurm"))
+        return
     record = train_prior(cfg, out, resume=resume, force=force, steps=steps, progress=progress_bar)
     last = record["loss"][-1][1] if record["loss"] else float("nan")
     click.echo(f"{out}: step {record['step']}, last loss {last:.4f}, "
                f"{record['wall_seconds']:.0f} s of training")
+
+
+def _submit_training(cfg, out: str, steps: int | None, resume: bool, force: bool,  # noqa: ANN001
+                     slurm: bool, nodes: int, tasks: int, gpus: int, cpus: int,
+                     partition: str | None, time_min: int, extra: dict[str, str]) -> None:
+    """One submitit job of ``nodes x tasks`` DDP processes; waits for it on this machine
+    (submitit-local), returns after submitting it to Slurm."""
+    from dafusion.io import write_text
+    from dafusion.prior.train import PriorTrainJob
+
+    if min(nodes, tasks, time_min) < 1 or min(gpus, cpus) < 0:
+        raise click.BadParameter("--nodes, --tasks-per-node and --time must be >= 1; "
+                                 "--gpus-per-node and --cpus-per-task >= 0")
+    if not slurm and (nodes > 1 or partition or extra):
+        raise click.BadParameter("--nodes > 1, --partition and --slurm need --executor slurm")
+    try:
+        import submitit
+    except ImportError:
+        raise click.ClickException("--executor slurm/submitit-local needs submitit: "
+                                   "pip install 'dafusion[slurm]'") from None
+    folder = Path(out).with_name(Path(out).name + ".jobs")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = write_text(folder / "config.yaml", dump_config(cfg))
+    params: dict = {"nodes": nodes, "tasks_per_node": tasks, "gpus_per_node": gpus,
+                    "timeout_min": time_min}
+    if cpus:
+        params["cpus_per_task"] = cpus
+    if partition:
+        params["slurm_partition"] = partition
+    if extra:
+        params["slurm_additional_parameters"] = extra
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm" if slurm else "local")
+    ex.update_parameters(name="cycler-prior", **params)
+    job = ex.submit(PriorTrainJob(), str(config), out, steps, resume, force)
+    click.echo(f"submitted job {job.job_id}: {nodes} x {tasks} tasks; logs in {folder}")
+    if slurm:
+        click.echo(f"when it ends: cycler prior report --checkpoint {out} --out {out}/report")
+        return
+    record = job.results()[0]
+    click.echo(f"{out}: step {record['step']}, {record['wall_seconds']:.0f} s of training")
 
 
 @prior.command("export")

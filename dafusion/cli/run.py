@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import click
 
-from dafusion.cli.main import config_options, friendly, main, progress_bar
+from dafusion.cli.main import config_options, friendly, key_values, main, progress_bar
 from dafusion.config import load_config
 
 if TYPE_CHECKING:
@@ -219,12 +219,7 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
         raise click.UsageError("give --start or --starts, not both")
     cfg = _with_run_options(load_config(config_path, fixed), mode=mode, method=method,
                             start=start, days=days, members=members)
-    extra = {}
-    for item in slurm_options:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--slurm")
-        extra[key.strip()] = value.strip()
+    extra = key_values(slurm_options, "--slurm")
     run_on = make_executor(executor, jobs=jobs, partition=partition, time_min=time_min,
                            gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, slurm=extra)
     result = sweep(cfg, axes, Path("runs") / _name(name), jobs=jobs, device=device,

@@ -206,3 +206,29 @@ def _hardware(device: torch.device, world: int) -> str:
         name = f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
     return f"{world} x {name}"
 
+
+
+class PriorTrainJob:
+    """``cycler prior train --executor slurm``: the DDP training as one submitit job of
+    ``nodes × tasks_per_node`` tasks (one per GPU). Each task takes its rank, world size
+    and rendezvous from Slurm (``submitit.helpers.TorchDistributedEnvironment``), so
+    :func:`train_prior` runs exactly as under torchrun. At the time limit or on
+    pre-emption submitit calls :meth:`checkpoint`: the job is requeued with
+    ``--resume`` from the last checkpoint (at most ``checkpoint_every`` steps lost)."""
+
+    def __call__(self, config: str, out: str, steps: int | None = None, resume: bool = False,
+                 force: bool = False) -> dict[str, Any]:
+        import submitit
+
+        from dafusion.config import load_config
+
+        # CUDA_VISIBLE_DEVICES left whole: train_prior takes cuda:LOCAL_RANK itself
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        return train_prior(load_config(config), out, resume=resume, force=force, steps=steps)
+
+    def checkpoint(self, config: str, out: str, steps: int | None = None, resume: bool = False,
+                   force: bool = False) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        started = (Path(out) / "training_state.pt").exists()  # else: from the beginning again
+        return DelayedSubmission(PriorTrainJob(), config, out, steps, started, force and not started)
