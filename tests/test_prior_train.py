@@ -227,3 +227,37 @@ def test_training_as_a_submitit_job_of_two_tasks_equals_torchrun(tmp_path, monke
     bad = CliRunner().invoke(main, args + ["--out", str(tmp_path / "x"), "--executor",
                                            "submitit-local", "--nodes", "2"])
     assert bad.exit_code != 0 and "need --executor slurm" in bad.output
+
+
+@pytest.mark.slow
+def test_data_parallel_training_resumed_equals_uninterrupted(tmp_path):
+    """2 torchrun ranks: 2 steps, then --resume to 4, equals 4 steps at once — each rank
+    resumes its own random states (not rank 0's, which would give both ranks the same
+    batches)."""
+    import os
+    import subprocess
+    import sys
+
+    data = _wb2(tmp_path)
+    sets = [f"data.path={data}", f"data.channels={CHANNELS}", "data.train_start=2020-01-01",
+            "data.train_end=2020-01-02", "prior.network.base_channels=8",
+            "prior.network.channel_mult=[1,2]", "prior.network.attention_resolutions=[]",
+            "prior.train.batch_size=2", "prior.train.checkpoint_every=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def train(out, steps, *extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node=2", "-m", "dafusion.cli", "prior", "train", "--out",
+               str(tmp_path / out), "--steps", str(steps), *extra] + \
+              [a for s in sets for a in ("--set", s)]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    train("whole", 4)
+    train("cut", 2)
+    train("cut", 4, "--resume")
+    a, b = (torch.load(tmp_path / d / "weights.pt", weights_only=True) for d in ("cut", "whole"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = torch.load(tmp_path / "cut" / "training_state.pt", weights_only=True)
+    data_states = state["rng"]["ranks"]["data"]
+    assert data_states.shape[0] == 2 and not torch.equal(data_states[0], data_states[1])

@@ -222,8 +222,13 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
     extra = key_values(slurm_options, "--slurm")
     run_on = make_executor(executor, jobs=jobs, partition=partition, time_min=time_min,
                            gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, slurm=extra)
-    result = sweep(cfg, axes, Path("runs") / _name(name), jobs=jobs, device=device,
-                   starts=window_starts(starts) if starts else (), executor=run_on)
+    root = Path("runs") / _name(name)
+    try:
+        result = sweep(cfg, axes, root, jobs=jobs, device=device,
+                       starts=window_starts(starts) if starts else (), executor=run_on)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs stopped resumable
+        click.echo(f"\nInterrupted: {root} continues with the same command", err=True)
+        sys.exit(130)
     click.echo(result.table)
     for f in result.files:
         click.echo(f"wrote {f}")

@@ -10,7 +10,10 @@ exactly where the last checkpoint left off.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) it trains data-parallel with
 DistributedDataParallel (NCCL on CUDA, Gloo on CPU); each rank draws its own
-batches (seed + rank) and rank 0 writes the checkpoints.
+batches (seed + rank) and rank 0 writes the checkpoints, with every rank's random
+states, so a resumed data-parallel run equals an uninterrupted one. Effective batch:
+``prior.train.batch_size`` × ``WORLD_SIZE`` at the same ``prior.train.lr``
+(docs/scale-out.md). On Slurm: :class:`PriorTrainJob`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import copy
 import os
 import platform
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,17 +107,15 @@ def train_prior(cfg: Config, out: str | Path, *, resume: bool = False, force: bo
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimiser.load_state_dict(state["optimiser"])
-        gen.set_state(state["rng"]["data"])
-        noise_gen.set_state(state["rng"]["noise"])
-        torch.set_rng_state(state["rng"]["torch"])
+        _restore_rng(state["rng"], gen, noise_gen, world, rank, tcfg.seed,
+                     state["record"]["step"])
         record = state["record"]
     ddp = (torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model)
 
     def save(rec: dict[str, Any]) -> None:
+        rng = _rng_states(gen, noise_gen, world, device)  # every rank takes part
         if rank == 0:
-            _checkpoint(out, cfg, meta, model, ema, optimiser, data, rec,
-                        {"data": gen.get_state(), "noise": noise_gen.get_state(),
-                         "torch": torch.get_rng_state()}, world, device)
+            _checkpoint(out, cfg, meta, model, ema, optimiser, data, rec, rng, world, device)
 
     trainer = _PriorTrainer(cfg, data, model, ddp, ema, optimiser, (gen, noise_gen), device,
                             total_steps, record, save)
@@ -157,6 +159,53 @@ class _PriorTrainer(Trainer):
 
     def save(self, record: dict[str, Any]) -> None:
         self._save(record)
+
+
+RNG_KEYS = ("data", "noise", "torch")
+
+
+def _rng_states(gen: torch.Generator, noise_gen: torch.Generator, world: int,
+                device: torch.device) -> dict[str, Any]:
+    """This rank's generator states (``data``, ``noise``, ``torch``) and, under DDP, every
+    rank's (``ranks``: ``(world, n)`` per key), gathered, so that a resumed data-parallel
+    run draws what each rank would have drawn."""
+    mine = {"data": gen.get_state(), "noise": noise_gen.get_state(),
+            "torch": torch.get_rng_state()}
+    if world == 1:
+        return mine
+    comm = device if device.type == "cuda" else torch.device("cpu")
+    ranks = {}
+    for key, value in mine.items():
+        parts = [torch.empty_like(value, device=comm) for _ in range(world)]
+        torch.distributed.all_gather(parts, value.to(comm))
+        ranks[key] = torch.stack(parts).cpu()
+    return {**mine, "ranks": ranks}
+
+
+def _restore_rng(saved: dict[str, Any], gen: torch.Generator, noise_gen: torch.Generator,
+                 world: int, rank: int, seed: int, step: int) -> None:
+    """Each rank's saved states; from a checkpoint of another world size (or one made
+    before they were saved per rank), rank 0 takes the saved states and the others
+    fresh ones from (seed, rank, step) — never rank 0's, which would give every rank
+    the same batches."""
+    per_rank = saved.get("ranks")
+    if world > 1 and per_rank is not None and per_rank["data"].shape[0] == world:
+        states = {k: per_rank[k][rank].clone() for k in RNG_KEYS}
+    elif rank == 0:
+        states = {k: saved[k] for k in RNG_KEYS}
+        if world > 1:
+            warnings.warn(f"resuming on {world} processes from a checkpoint without their "
+                          "random states: ranks > 0 draw new batches (not those of an "
+                          "uninterrupted run)", stacklevel=2)
+    else:
+        base = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+        gen.manual_seed(base)
+        noise_gen.manual_seed(base + 1)
+        torch.manual_seed(base + 2)
+        return
+    gen.set_state(states["data"])
+    noise_gen.set_state(states["noise"])
+    torch.set_rng_state(states["torch"])
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
