@@ -271,3 +271,30 @@ def crash_at_metrics_write(monkeypatch, n: int, partial: bool = False) -> None:
         real(path, text)
 
     monkeypatch.setattr(rundir, "write_text", crashing)
+
+
+def interrupted_children(monkeypatch, interrupt) -> list:
+    """``subprocess.Popen`` replaced by child runs whose first ``wait()`` calls
+    ``interrupt()`` (e.g. raises KeyboardInterrupt, or sends this process SIGTERM);
+    returns the list of signals the children receive."""
+    import subprocess
+
+    signals: list = []
+
+    class Child:
+        def __init__(self, cmd):
+            self.done = False
+
+        def wait(self):
+            if not signals:
+                interrupt()
+            self.done = True
+
+        def poll(self):
+            return 0 if self.done else None
+
+        def send_signal(self, sig):
+            signals.append(sig)
+
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    return signals

@@ -124,27 +124,13 @@ def test_an_interrupted_sweep_interrupts_its_child_runs(fakes, tmp_path, monkeyp
     """Ctrl-C while waiting for child runs: each still running gets SIGINT (and stops
     resumable) and the sweep waits for them before it stops."""
     import signal
-    import subprocess
 
     _, sets = fakes
-    signals = []
 
-    class Child:
-        def __init__(self, cmd):
-            self.done = False
+    def ctrl_c():
+        raise KeyboardInterrupt
 
-        def wait(self):
-            if not signals:
-                raise KeyboardInterrupt
-            self.done = True
-
-        def poll(self):
-            return 0 if self.done else None
-
-        def send_signal(self, sig):
-            signals.append(sig)
-
-    monkeypatch.setattr(subprocess, "Popen", Child)
+    signals = cycle_fakes.interrupted_children(monkeypatch, ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         sweep(_settings(sets), {"run.sources.stations.weight": ["0.5", "1"]},
               tmp_path / "sw", jobs=2)

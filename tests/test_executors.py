@@ -151,27 +151,11 @@ def test_executor_options_are_checked_before_anything_runs():
 def test_sigterm_of_a_sweep_interrupts_its_child_runs(fakes, tmp_path, monkeypatch):
     """SIGTERM (a scheduler's stop) while waiting for child runs does what Ctrl-C does:
     each child still running gets SIGINT (and stops resumable)."""
-    import subprocess
+    def sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
 
-    signals = []
-
-    class Child:
-        def __init__(self, cmd):
-            self.done = False
-
-        def wait(self):
-            if not signals:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(5)  # the handler interrupts this
-            self.done = True
-
-        def poll(self):
-            return 0 if self.done else None
-
-        def send_signal(self, sig):
-            signals.append(sig)
-
-    monkeypatch.setattr(subprocess, "Popen", Child)
+    signals = cycle_fakes.interrupted_children(monkeypatch, sigterm)
     before = signal.getsignal(signal.SIGTERM)
     jobs = [Job(tmp_path / f"r{i}", tmp_path / f"r{i}.yaml") for i in range(2)]
     with pytest.raises(KeyboardInterrupt):

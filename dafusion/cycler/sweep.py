@@ -3,9 +3,10 @@ their comparison.
 
 ``sweep(base, {"run.sources.stations.weight": ["0.5", "1", "2"]}, root)`` checks every
 combination's configuration before anything runs, runs each into ``root/<label>/``
-(an ordinary run directory; ``label`` is e.g. ``stations.weight=0.5``), in this process
-or in ``jobs`` child processes, and compares the runs that completed in
-``root/compare.*``.
+(an ordinary run directory; ``label`` is e.g. ``stations.weight=0.5``) from its
+configuration file ``root/<label>.yaml`` — in this process, in ``jobs`` child
+processes or as Slurm jobs (``executor``: ``cycler.executors``) — and compares the
+runs that completed in ``root/compare.*``.
 
 A **campaign** adds a window axis: ``starts=window_starts("2020-01-01:2020-01-22:7d")``
 runs every setting from every start into ``root/<label>/<start>/`` and compares the
