@@ -194,12 +194,16 @@ class LinearObs:
     weight: float
     index: torch.Tensor
     covariance: object = None
+    pseudo_observation = False
 
     def __post_init__(self) -> None:
         validate_term(self)
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1)[:, self.index]
+
+    def locations(self) -> None:  # the tests of the guidance do not localise
+        return None
 
     def diagnostics(self) -> dict[str, object]:
         return {"source": self.name, "used": int(self.index.numel()), "rejected": {}}

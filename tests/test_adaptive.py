@@ -1,5 +1,5 @@
 """The cycle's calibration devices against hand-computed answers: the adaptive Σ_y
-scale of the emulator term (``cycler.adaptive``) and the inflation of the reinit
+scale of the emulator term (``cycler.sources.adaptive``) and the inflation of the reinit
 members' forecasts."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fakes
-from dafusion.cycler.adaptive import BOUNDS, innovation_scales, smoothed
+from dafusion.cycler.sources.adaptive import BOUNDS, innovation_scales, smoothed
 from dafusion.grids import EquiangularGrid
 from dafusion.normalise import Normaliser
 from dafusion.obs.stations import StationObs
@@ -89,14 +89,14 @@ def test_inflation_spreads_the_members_forecasts_about_their_mean():
 
 def test_the_osse_gridded_observations_carry_noise_of_their_stated_sigma_y():
     """No inverse crime by default: y − (the truth coarsened) has the stated Σ_y variance."""
-    from dafusion.cycler.sources import cycle_terms
+    from dafusion.cycler.sources import Cycle, build_sources, observe
 
     exp = fakes.experiment("run.mode=plain", "run.sources.gridded.enabled=true",
                            "run.sources.gridded.sigma_y=0.04",
                            "run.sources.gridded.grid=equiangular_16x32")
     t = exp.times[0]
     truth_n = torch.as_tensor(exp.normaliser.normalise(exp.truth.at(t).values))
-    (gridded,) = [term for term in cycle_terms(exp, 0, t, truth_n, None, None)
+    (gridded,) = [term for term in observe(build_sources(exp), Cycle(0, t, truth_n, None, None))
                   if term.name == "gridded"]
     noise = (gridded.y - gridded.operator(truth_n[None])[0]).double()
     n = noise.numel()  # 3 x 16 x 32 values: the sample std is within 3 % at 3 sigma
@@ -105,13 +105,33 @@ def test_the_osse_gridded_observations_carry_noise_of_their_stated_sigma_y():
 
 
 def test_the_adaptive_scales_travel_through_the_saved_state():
+    """The emulator source keeps its scales; ``carry``/``restore`` (as JSON, as state.npz
+    keeps them) give a new source the same scales, and its term the same Σ_y."""
     import json
 
-    exp = fakes.experiment("run.mode=reinit")
+    from dafusion.cycler.sources import Cycle, build_sources, carry, restore
+
+    exp = fakes.experiment("run.mode=reinit", "run.sources.emulator.adaptive=true")
     mode = exp.mode()
-    mode.adapt({"t850": 2.5, "sp": 1.25})
-    meta, arrays = mode.carry()
-    again = exp.mode()
-    again.restore(json.loads(json.dumps(meta)), arrays)  # state.npz keeps meta as JSON
-    assert again.pseudo_obs(1).error_scale == {"t850": 2.5, "sp": 1.25}
-    assert again.pseudo_obs(1).lead_hours == 12.0 and again.pseudo_obs(0).lead_hours == 0.0
+    first = build_sources(exp)
+    emulator = first[-1]
+    assert emulator.name == "emulator"
+    emulator.error_scale = {"t850": 2.5, "sp": 1.25}
+    meta = json.loads(json.dumps(carry(first)))
+    assert meta["emulator"] == {"error_scale": {"t850": 2.5, "sp": 1.25}}
+    again = build_sources(exp)
+    restore(again, meta)
+    assert again[-1].error_scale == {"t850": 2.5, "sp": 1.25}
+    t = exp.times[1]
+    now = Cycle(1, t, torch.zeros(3, *exp.grid.shape), None, mode.pseudo_obs(1))
+    (a,), (b,) = emulator.terms(now), again[-1].terms(now)  # no background: no new estimate
+    assert torch.equal(torch.as_tensor(a.sigma_y), torch.as_tensor(b.sigma_y))
+    plain = build_sources(fakes.experiment("run.mode=reinit", "run.sources.emulator.adaptive=true"))
+    (c,) = plain[-1].terms(now)
+    # t850 and sp scaled by 2.5 and 1.25 against the unscaled statistics, z500 not
+    ratio = torch.as_tensor(a.sigma_y) / torch.as_tensor(c.sigma_y)
+    per_channel = ratio.reshape(3, -1)
+    for k, expected in enumerate((2.5, 1.0, 1.25)):
+        torch.testing.assert_close(per_channel[k], torch.full_like(per_channel[k], expected),
+                                   rtol=1e-5, atol=0)
+    assert mode.pseudo_obs(1).lead_hours == 12.0 and mode.pseudo_obs(0).lead_hours == 0.0

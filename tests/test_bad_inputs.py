@@ -9,6 +9,7 @@ changed (every file's bytes compared; a run's ``lock`` holds only the last owner
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 
 import fakes as cycle_fakes
 from dafusion.cli import main
+from dafusion.cycler.rundir import STATE_VERSION
 from dafusion.obs.table import read_table, write_table
 
 MARKER = "code-ran.txt"
@@ -180,7 +182,7 @@ def _prepare(root: Path, copy: str, sets: list[str]) -> None:
     elif copy == "no_cycle":  # a readable state that lacks what a state holds
         (run / "COMPLETE").unlink()
         with open(run / "state.npz", "wb") as f:
-            np.savez(f, meta=np.array('{"version": 2}'))
+            np.savez(f, meta=np.array(json.dumps({"version": STATE_VERSION})))
     elif copy == "partial":
         _incomplete(run)
     elif copy == "shifted":

@@ -37,6 +37,7 @@ class MatrixObs:
     weight: float = 1.0
     gamma: float = 0.0
     covariance: object = None
+    pseudo_observation = False
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1).double() @ torch.as_tensor(self.matrix).T
@@ -413,7 +414,7 @@ def test_the_oi_cycle_analyses_the_regridded_forecast_it_wrote(fakes, tmp_path):
     forecast.nc regridded by the modes' regridder, its observations, the normaliser."""
     from dafusion.cycler.experiment import build_experiment
     from dafusion.cycler.run import start_run
-    from dafusion.cycler.sources import cycle_terms
+    from dafusion.cycler.sources import Cycle, build_sources, observe
     from dafusion.regrid import make_regridder
 
     _, sets = fakes
@@ -428,7 +429,8 @@ def test_the_oi_cycle_analyses_the_regridded_forecast_it_wrote(fakes, tmp_path):
         torch.as_tensor(values)).numpy()
     xb = exp.normaliser.normalise(fine.reshape(1, 3, *exp.grid.shape))
     t = exp.times[1]
-    terms = cycle_terms(exp, 1, t, torch.zeros(3, *exp.grid.shape), None, None)
+    terms = observe(build_sources(exp, emulator_term=False),
+                    Cycle(1, t, torch.zeros(3, *exp.grid.shape), None, None))
     b = oi.StaticCovariance([cfg.run.oi.variance] * 3, [cfg.run.oi.length_scale_km] * 3,
                             cfg.run.oi.correlation, exp.grid.lat, exp.grid.lon)
     expected = exp.normaliser.denormalise(oi.analysis(xb, observations(terms, "oi"), b, 1))
@@ -468,7 +470,7 @@ def test_letkf_settings_are_checked_at_load():
 def test_compare_ranks_diffusion_and_classical_runs_of_one_window(fakes, tmp_path):
     """``compare``'s Overall line = mean over variables of (mean RMSE / best run's), from
     its own compare.csv, and the mean of each run's timing.csv analysis seconds."""
-    from dafusion.cycler.compare import compare
+    from dafusion.cycler.campaigns.compare import compare
     from dafusion.cycler.run import start_run
 
     _, sets = fakes

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 import fakes as cycle_fakes
-from dafusion.cycler.campaign import bootstrap, compare_campaign, is_campaign
+from dafusion.cycler.campaigns.index import is_campaign
+from dafusion.cycler.campaigns.statistics import bootstrap, compare_campaign
 from dafusion.cycler.rundir import RunError
-from dafusion.cycler.sweep import sweep, window_starts
+from dafusion.cycler.campaigns.sweep import sweep, window_starts
 
 STARTS = ["2020-01-01T00:00", "2020-01-01T12:00", "2020-01-02T00:00"]
 

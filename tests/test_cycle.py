@@ -22,10 +22,11 @@ from click.testing import CliRunner
 
 import fakes as cycle_fakes
 from dafusion.cli import main
-from dafusion.cycler.compare import CompareError, compare
+from dafusion.cycler.campaigns.compare import CompareError, compare
 from dafusion.cycler.metrics import crps_field, ensemble_scores
 from dafusion.cycler.experiment import build_experiment as prepare
 from dafusion.cycler.run import RunError, resume_run, run_experiment, start_run
+from dafusion.cycler.rundir import STATE_VERSION
 from dafusion.grids import EquiangularGrid
 
 
@@ -241,7 +242,7 @@ def test_compare_marks_the_best_and_refuses_other_windows(fakes, tmp_path):
 
 
 def test_scores_by_lead_day_against_hand_computed_values():
-    from dafusion.cycler.compare import scores_by_lead
+    from dafusion.cycler.campaigns.compare import scores_by_lead
 
     rows = [{"channel": "t850", "lead_hours": h, "rmse": r, "spread": s, "crps": c}
             for h, r, s, c in [(0, 0.5, 0.4, 0.1), (12, 1.0, 0.5, 0.3), (24, 2.0, 1.0, 0.6),
@@ -353,12 +354,12 @@ def test_a_crafted_state_file_runs_no_code(tmp_path):
         with pytest.raises(RunError, match=r"state.npz: not a readable run state"):
             run_cycles_again(exp, tmp_path / "run")
     with open(tmp_path / "run" / "state.npz", "wb") as f:  # object arrays need pickle too
-        np.savez(f, meta=np.array(json.dumps({"version": 2})),
+        np.savez(f, meta=np.array(json.dumps({"version": STATE_VERSION})),
                  array_previous=np.array([Payload()], dtype=object))
     with pytest.raises(RunError, match=r"state.npz: not a readable run state"):
         run_cycles_again(exp, tmp_path / "run")
     with open(tmp_path / "run" / "state.npz", "wb") as f:  # right format, wrong content
-        np.savez(f, meta=np.array(json.dumps({"version": 2, "cycle": 1})))
+        np.savez(f, meta=np.array(json.dumps({"version": STATE_VERSION, "cycle": 1})))
     with pytest.raises(RunError, match=r"incomplete run state \(KeyError"):
         run_cycles_again(exp, tmp_path / "run")
     (tmp_path / "run" / "state.npz").unlink()
@@ -426,7 +427,7 @@ def test_background_check_is_wired_and_counted(tmp_path):
 
 
 def test_sweep_as_a_library(fakes, tmp_path):
-    from dafusion.cycler.sweep import label, sweep
+    from dafusion.cycler.campaigns.sweep import label, sweep
 
     tmp, sets = fakes
     base = cycle_fakes.config(sets, "run.mode=plain", "run.days=0.5")
@@ -444,7 +445,7 @@ def test_sweep_as_a_library(fakes, tmp_path):
 def test_sweep_in_child_processes_gives_the_same_runs(fakes, tmp_path, monkeypatch):
     """--jobs 2: each run is `cycler run --config <root>/<label>.yaml` in its own process;
     the metrics are those of the same settings run here."""
-    from dafusion.cycler.sweep import sweep
+    from dafusion.cycler.campaigns.sweep import sweep
 
     tmp, sets = fakes
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))

@@ -99,7 +99,7 @@ def test_bench_without_files_builds_random_weights_of_the_shapes(tmp_path):
 
 
 def test_flop_count_of_a_convolution_is_the_textbook_one():
-    from dafusion.cycler.bench import flops
+    from dafusion.cycler.reporting.bench import flops
 
     conv = torch.nn.Conv2d(3, 5, 3, padding=1, bias=False)
 

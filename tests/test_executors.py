@@ -12,9 +12,9 @@ import time
 import pytest
 
 import fakes as cycle_fakes
-from dafusion.cycler.executors import Job, RunJob, make_executor
+from dafusion.cycler.campaigns.executors import Job, RunJob, make_executor
 from dafusion.cycler.rundir import RunDir, RunError
-from dafusion.cycler.sweep import sweep
+from dafusion.cycler.campaigns.sweep import sweep
 
 submitit = pytest.importorskip("submitit", reason="the 'slurm' extra (submitit) is not "
                                                    "installed: pip install 'dafusion[slurm]'")

@@ -71,13 +71,14 @@ def _term_parts(term: LikelihoodTerm, method: str) -> tuple[np.ndarray, ...]:
     if term.covariance is not None:
         raise BaselineError(f"method {method}: term '{term.name}' has correlated errors; "
                             "the classical methods take independent errors (R diagonal)")
-    if not hasattr(term, "locations"):
+    where = term.locations()
+    if where is None:
         raise BaselineError(f"method {method}: term '{term.name}' does not say where its "
-                            "observations are (no locations())")
+                            "observations are (locations() is None)")
     y = term.y.detach().double().reshape(-1).numpy()
     sigma_y = torch.broadcast_to(torch.as_tensor(term.sigma_y, dtype=torch.float64),
                                  term.y.shape).reshape(-1).numpy()
-    lat, lon, channel = term.locations()
+    lat, lon, channel = where
     if not len(lat) == y.size:
         raise BaselineError(f"term '{term.name}': {len(lat)} locations for {y.size} values")
     return y, sigma_y / term.weight, np.asarray(lat, float), np.asarray(lon, float), \

@@ -133,7 +133,7 @@ def _interruptible(run_dir: Path) -> Iterator[None]:
 
 
 def _summary(run_dir: Path) -> None:
-    from dafusion.cycler.compare import compare
+    from dafusion.cycler.campaigns.compare import compare
 
     table, _ = compare([run_dir])
     click.echo(table)
@@ -148,8 +148,9 @@ def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
     """RMSE by variable and lead day for runs over the same truth and window; one campaign
     directory (cycler sweep --starts): the settings over its windows, with confidence
     intervals and a paired comparison."""
-    from dafusion.cycler.campaign import compare_campaign, is_campaign
-    from dafusion.cycler.compare import compare
+    from dafusion.cycler.campaigns.index import is_campaign
+    from dafusion.cycler.campaigns.statistics import compare_campaign
+    from dafusion.cycler.campaigns.compare import compare
 
     if len(runs) == 1 and is_campaign(Path(runs[0])):
         table, files = compare_campaign(Path(runs[0]), Path(out) if out else None)
@@ -203,8 +204,8 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
     A campaign over windows: add --starts 2020-01-01:2020-01-22:7d. On Slurm: add
     --executor slurm --partition gpu --gpus-per-job 1 --device cuda --time 120.
     """
-    from dafusion.cycler.executors import make_executor
-    from dafusion.cycler.sweep import sweep, window_starts
+    from dafusion.cycler.campaigns.executors import make_executor
+    from dafusion.cycler.campaigns.sweep import sweep, window_starts
 
     fixed, axes = [], {}
     for item in overrides:
@@ -250,7 +251,7 @@ def report_cmd(runs: tuple[str, ...], variables: str | None, cycles: str | None,
                latitude: float, out: str | None) -> None:
     """Figures and one Markdown page: maps, super-resolution, spectra, traces, scatter,
     skill, calibration and observation-space statistics."""
-    from dafusion.cycler.report import make_report
+    from dafusion.cycler.reporting.report import make_report
 
     try:
         cyc = [int(c) for c in cycles.split(",")] if cycles else None
@@ -285,12 +286,12 @@ def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int 
               micro_batch: int | None, shape: str, no_loop: bool,
               json_out: str | None) -> None:
     """How fast one guided analysis is here, and how close to the network's own cost
-    (dafusion/cycler/bench.py says what each line means)."""
+    (dafusion/cycler/reporting/bench.py says what each line means)."""
     import json
 
     import torch
 
-    from dafusion.cycler import bench
+    from dafusion.cycler.reporting import bench
     from dafusion.io import write_text
 
     extra = [f"prior.sampler.precision={precision}"] if precision else []

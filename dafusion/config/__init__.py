@@ -20,7 +20,7 @@ from dafusion.config.models import (DataConfig, EDMConfig, EmulatorConfig,
 from dafusion.config.run import (GAMMA_DEFAULT, MAX_RUN_DAYS, EmulatorSourceConfig,
                                  GriddedSourceConfig, LETKFConfig, OIConfig,
                                  PerVariable, RunConfig, SourcesConfig,
-                                 StationSourceConfig)
+                                 StationSourceConfig, of_variable)
 from dafusion.config.schema import Config
 from dafusion.config.validate import ConfigError
 
@@ -30,4 +30,4 @@ __all__ = ["Config", "ConfigError", "DataConfig", "EDMConfig", "EmulatorConfig",
            "PriorConfig", "RunConfig", "SFNOConfig", "SamplerConfig", "SourcesConfig",
            "StationSourceConfig", "SynthObsConfig", "TrainConfig", "WorldConfig",
            "dump_config", "from_dict", "load_config", "parse_yaml", "to_dict",
-           "with_overrides"]
+           "of_variable", "with_overrides"]

@@ -15,6 +15,15 @@ from dafusion.config.validate import (ConfigError, non_negative, parse_time,
 PerVariable = typing.Union[float, dict[str, float]]
 
 
+def of_variable(setting: PerVariable | None, variable: str,
+                default: float | None = None) -> float | None:
+    """One variable's value of a per-variable setting: the setting itself when it is one
+    value, else its entry for ``variable``, its ``default`` entry, or ``default``."""
+    if not isinstance(setting, dict):
+        return setting
+    return setting.get(variable, setting.get("default", default))
+
+
 @dataclasses.dataclass
 class StationSourceConfig:
     """Station observations (radiosondes): the table's rows near each analysis time.
@@ -41,13 +50,11 @@ class StationSourceConfig:
 
     def gamma_of(self, variable: str) -> float:
         """Γ̂ of one variable's observations."""
-        if isinstance(self.gamma, dict):
-            return self.gamma.get(variable, self.gamma.get("default", GAMMA_DEFAULT))
-        return self.gamma
+        return of_variable(self.gamma, variable, GAMMA_DEFAULT)
 
     def sigma_y_of(self, variable: str) -> float | None:
         """Σ_y of one variable's observations; None = each row's own error std."""
-        return self.sigma_y.get(variable) if isinstance(self.sigma_y, dict) else self.sigma_y
+        return of_variable(self.sigma_y, variable)
 
 
 GAMMA_DEFAULT = StationSourceConfig.gamma
@@ -98,7 +105,7 @@ class EmulatorSourceConfig:
     per grid point and channel).
     ``gamma``: Γ̂ as a point variance, or ``prior``: the Gaussian-prior Γ̂_l(σ) from the
     statistics' climatological spectrum (needs ``statistics``). ``adaptive``: scale
-    Σ_y per channel every cycle from the stations' innovations (``cycler.adaptive``).
+    Σ_y per channel every cycle from the stations' innovations (``cycler.sources.adaptive``).
     ``perturb``: perturbed pseudo-observations, member m's forecast plus a draw of
     the error model (``obs.forecast``).
     """
@@ -155,12 +162,10 @@ class OIConfig:
 
     def of(self, name: str, variable: str) -> float:
         """``variance`` or ``length_scale_km`` of one variable; ConfigError if unset."""
-        value = getattr(self, name)
-        if not isinstance(value, dict):
-            return float(value)
-        if variable not in value and "default" not in value:
+        value = of_variable(getattr(self, name), variable)
+        if value is None:
             raise ConfigError(f"run.oi.{name}: no value for {variable} and no default")
-        return float(value.get(variable, value.get("default")))
+        return float(value)
 
 
 @dataclasses.dataclass

@@ -10,9 +10,7 @@ A mode answers two questions and keeps what it needs between cycles:
   each of its members on the analysis grid, ``(1 or M, C, H, W)`` physical, or
   None (plain): the background of the classical analyses (``cycler.analysis``);
 * ``advance(cycle, analysis)``: the analysis ensemble ``(M, C, H, W)`` (physical)
-  is known; prepare cycle + 1;
-* ``adapt(error_scale)``: the emulator term's Σ_y scales estimated at this cycle
-  (``cycler.adaptive``), kept for the next.
+  is known; prepare cycle + 1.
 
 ``plain``: no emulator; the background is the previous analysis (persistence).
 ``forecast``: the emulator starts once from the truth at the first analysis
@@ -53,7 +51,6 @@ class EmulatorState:
     values: np.ndarray  # (1 or M, C_f, h, w)
     channels: list[str]
     lead_hours: float = 0.0  # since the forecast's initial state (its error model's lead)
-    error_scale: dict[str, float] = dataclasses.field(default_factory=dict)  # per channel
 
 
 class Mode(Protocol):
@@ -66,8 +63,6 @@ class Mode(Protocol):
     def background_members(self, cycle: int) -> np.ndarray | None: ...
 
     def advance(self, cycle: int, analysis: np.ndarray) -> None: ...
-
-    def adapt(self, error_scale: dict[str, float]) -> None: ...
 
     def carry(self) -> tuple[dict, dict[str, np.ndarray]]: ...
 
@@ -92,9 +87,6 @@ class PlainMode:
     def advance(self, cycle: int, analysis: np.ndarray) -> None:
         self.previous = analysis.mean(0)
 
-    def adapt(self, error_scale: dict[str, float]) -> None:
-        return None
-
     def carry(self) -> tuple[dict, dict[str, np.ndarray]]:
         return {}, ({} if self.previous is None else {"previous": self.previous})
 
@@ -114,15 +106,9 @@ class EmulatorMode:
         self.from_emulator = make_regridder(emulator.grid, grid, regrid)
         self.current = EmulatorState(initial.values, list(emulator.channels))
         self.previous: np.ndarray | None = None
-        self.error_scale: dict[str, float] = {}  # cycler.adaptive's, carried between cycles
 
     def pseudo_obs(self, cycle: int) -> EmulatorState:
-        return dataclasses.replace(self.current, lead_hours=self.lead_hours(cycle),
-                                   error_scale=dict(self.error_scale))
-
-    def adapt(self, error_scale: dict[str, float]) -> None:
-        """Keep the scales of the emulator term's Σ_y estimated at this cycle."""
-        self.error_scale = dict(error_scale)
+        return dataclasses.replace(self.current, lead_hours=self.lead_hours(cycle))
 
     def lead_hours(self, cycle: int) -> float:
         """The lead of the state valid at analysis ``cycle``."""
@@ -162,13 +148,11 @@ class EmulatorMode:
         arrays = {"pseudo_obs": self.current.values}
         if self.previous is not None:
             arrays["previous"] = self.previous
-        return {"pseudo_obs_channels": self.current.channels,
-                "error_scale": self.error_scale}, arrays
+        return {"pseudo_obs_channels": self.current.channels}, arrays
 
     def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
         self.current = EmulatorState(arrays["pseudo_obs"], list(meta["pseudo_obs_channels"]))
         self.previous = arrays.get("previous")
-        self.error_scale = {str(k): float(v) for k, v in meta.get("error_scale", {}).items()}
 
 
 class ForecastMode(EmulatorMode):

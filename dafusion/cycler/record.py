@@ -24,6 +24,7 @@ import xarray as xr
 
 from dafusion.cycler.metrics import ensemble_scores
 from dafusion.grids import AnyGrid
+from dafusion.obs.base import LikelihoodTerm
 from dafusion.io import state_dataset
 from dafusion.variables import parse_channel
 
@@ -58,7 +59,7 @@ def metric_rows(cycle: int, t: np.datetime64, lead_hours: int, ens: np.ndarray,
     return rows
 
 
-def obs_row(cycle: int, t: np.datetime64, term: Any, background: torch.Tensor | None,
+def obs_row(cycle: int, t: np.datetime64, term: LikelihoodTerm, background: torch.Tensor | None,
             analysis_mean: torch.Tensor) -> dict[str, Any]:
     """O−B and O−A of one source (normalised; ``background``/``analysis_mean`` ``(C, H, W)``)."""
     diag = term.diagnostics()
@@ -66,7 +67,7 @@ def obs_row(cycle: int, t: np.datetime64, term: Any, background: torch.Tensor | 
     with torch.no_grad():
         oma = (y - term.operator(analysis_mean[None])[0]).double()
         omb = None
-        if background is not None and not getattr(term, "pseudo_observation", False):
+        if background is not None and not term.pseudo_observation:
             omb = (y - term.operator(background[None])[0]).double()
     nan = float("nan")
     sigma_y = float(torch.broadcast_to(torch.as_tensor(term.sigma_y, dtype=torch.float64),

@@ -60,7 +60,7 @@ STATE = "state.npz"
 COMPLETE = "COMPLETE"
 LOCK = "lock"
 ANALYSIS, MEMBERS, FORECAST = "analysis.nc", "members.nc", "forecast.nc"
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: the sources' carried state beside the mode's
 
 COLUMNS = {
     METRICS: ["cycle", "valid_time", "lead_hours", "channel", "variable", "level", "rmse",

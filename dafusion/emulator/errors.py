@@ -24,7 +24,7 @@ have (``obs.covariance.gaussian_prior_gamma``).
 ``unresolved_variance[channel]``: the point variance of the truth, on its own grid,
 at the degrees the emulator grid cannot hold (the truth minus its round trip
 through the emulator grid, area-weighted mean square): what a point observation
-sees of the truth and the emulator never can (``cycler.adaptive``).
+sees of the truth and the emulator never can (``cycler.sources.adaptive``).
 
 The file is small netCDF, written next to the emulator checkpoint as
 ``errors.nc`` (or anywhere ``run.sources.emulator.statistics`` points). Use a

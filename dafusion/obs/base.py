@@ -14,9 +14,14 @@ normaliser converted its observations and error variances once):
   ``sigma_y`` and ``gamma`` are its diagonal, for diagnostics and the background check;
 * ``operator(x)``: the differentiable M_k, ``(B, C, H, W) -> (B, *obs_shape)``;
 * ``diagnostics()``: ``{"source", "used", "rejected": {reason: count}, ...}``;
-* optionally ``locations()``: ``(lat, lon, channel index)`` of every value of ``y``
-  (flattened), which the classical methods (``dafusion.baselines``) need for
-  localisation; stations, gridded and checked terms have it.
+* ``locations()``: ``(lat, lon, channel index)`` of every value of ``y`` (flattened,
+  one member's), or None for a term whose values have no place (an integral, say):
+  the classical methods (``dafusion.baselines``) localise with it and refuse None,
+  the adaptive emulator error reads the stations' channels from it;
+* ``pseudo_observation``: True when ``y`` is itself the background (the emulator
+  forecast), which has no O−B; False for observations.
+
+Every term declares all of these (nothing is optional, nothing is looked up by name).
 
 A source checks itself once, at construction, with :func:`validate_term`; its
 settings come from the configuration only (``run.sources``). The guidance is
@@ -36,9 +41,11 @@ import copy
 import dataclasses
 from typing import Callable, Protocol, Sequence, Union
 
+import numpy as np
 import torch
 
 Gamma = Union[float, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+Locations = tuple[np.ndarray, np.ndarray, np.ndarray]  # lat (°N), lon (°E), channel index
 
 
 class Covariance(Protocol):
@@ -56,10 +63,13 @@ class LikelihoodTerm(Protocol):
     gamma: Gamma
     weight: float
     covariance: Covariance | None
+    pseudo_observation: bool
 
     def operator(self, x: torch.Tensor) -> torch.Tensor: ...
 
     def diagnostics(self) -> dict[str, object]: ...
+
+    def locations(self) -> Locations | None: ...
 
 
 def sda_log_likelihood(term: LikelihoodTerm, x0: torch.Tensor,

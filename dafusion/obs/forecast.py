@@ -38,7 +38,7 @@ from torch import nn
 
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
-from dafusion.obs.base import Covariance, validate_term
+from dafusion.obs.base import Covariance, Locations, validate_term
 from dafusion.obs.covariance import (SpectralCovariance, gaussian_prior_gamma,
                                      sample_spectral, white_gamma, white_noise_variance)
 from dafusion.regrid import METHODS, make_regridder
@@ -61,6 +61,7 @@ class ForecastObs:
     channels: list[str]
     rejected: dict[str, int]
     covariance: Covariance | None = None  # SpectralCovariance of the forecast error
+    grid: AnyGrid | None = None  # the forecast's grid (of locations())
     pseudo_observation: ClassVar[bool] = True  # y is the background: no O−B
 
     def __post_init__(self) -> None:
@@ -120,7 +121,17 @@ class ForecastObs:
             y, per_member = y + _draws(error, perturb, len(shared), forecast_grid), True
         return cls(name, y if per_member else y[0], *error[:2], weight,
                    make_regridder(grid, forecast_grid, regrid), idx, shared, rejected,
-                   error[2])
+                   error[2], forecast_grid)
+
+    def locations(self) -> Locations | None:
+        """``(lat, lon, channel index)`` of every value of one member's ``y``: the forecast
+        grid's points, channel by channel (analysis channel indices); None without a grid."""
+        if self.grid is None:
+            return None
+        lat, lon = np.meshgrid(self.grid.lat, self.grid.lon, indexing="ij")
+        return (np.tile(lat.ravel(), len(self.channel_index)),
+                np.tile(lon.ravel(), len(self.channel_index)),
+                np.repeat(np.asarray(self.channel_index), lat.size))
 
     def diagnostics(self) -> dict[str, object]:
         return {"source": self.name, "used": int(self.y.shape[-1]),

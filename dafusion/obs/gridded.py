@@ -15,6 +15,7 @@ truth with the same operator, plus Gaussian noise of a stated std.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ class GriddedObs:
     weight: float
     coarsening: Coarsening
     covariance: Covariance | None = None
+    pseudo_observation: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         validate_term(self)

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from dafusion.obs.base import LikelihoodTerm, validate_term
+from dafusion.obs.base import LikelihoodTerm, Locations, validate_term
 from dafusion.obs.covariance import DenseCovariance
 
 
@@ -35,12 +35,14 @@ class CheckedObs:
     gamma: float | torch.Tensor = dataclasses.field(init=False)
     weight: float = dataclasses.field(init=False)
     covariance: DenseCovariance | None = dataclasses.field(init=False)
+    pseudo_observation: bool = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         if callable(self.source.gamma):
             raise ValueError(f"background check of '{self.source.name}': a Γ̂(σ) function "
                              "is not supported")
         self.name, self.weight = self.source.name, self.source.weight
+        self.pseudo_observation = self.source.pseudo_observation
         self.y = self.source.y.reshape(-1)[self.keep]
         self.sigma_y, self.gamma = self._select(self.source.sigma_y), self._select(
             self.source.gamma)
@@ -66,10 +68,13 @@ class CheckedObs:
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return self.source.operator(x).reshape(x.shape[0], -1)[:, self.keep]
 
-    def locations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def locations(self) -> Locations | None:
         """The source's ``locations()`` of the observations that passed."""
+        where = self.source.locations()
+        if where is None:
+            return None
         keep = self.keep.numpy()
-        return tuple(np.asarray(a)[keep] for a in self.source.locations())
+        return tuple(np.asarray(a)[keep] for a in where)
 
     def diagnostics(self) -> dict[str, object]:
         return {**self.source.diagnostics(), "used": int(self.keep.sum()),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -44,6 +45,7 @@ class StationObs:
     rows: ObservationTable  # the rows used, physical units
     rejected: dict[str, int]
     covariance: Covariance | None = None  # None: independent errors
+    pseudo_observation: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         validate_term(self)

@@ -74,9 +74,9 @@ def test_unguided_analysis_batched_8(benchmark, denoiser):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_first_demo_analysis_against_its_floor(benchmark, precision):
-    """``cycler bench``'s analysis and floor (dafusion/cycler/bench.py) as a benchmark."""
+    """``cycler bench``'s analysis and floor (dafusion/cycler/reporting/bench.py) as a benchmark."""
     from dafusion.config import with_overrides
-    from dafusion.cycler import bench
+    from dafusion.cycler.reporting import bench
 
     cfg = with_overrides(CFG, [f"prior.sampler.precision={precision}"])
     dev = torch.device("cpu")

@@ -1,6 +1,6 @@
 """Statistics over the windows of a campaign: which setting is better, and how sure.
 
-A campaign (``cycler sweep --starts FIRST:LAST:STEP``, ``cycler.sweep``) holds one run
+A campaign (``cycler sweep --starts FIRST:LAST:STEP``, ``cycler.campaigns.sweep``) holds one run
 per setting and window. For setting s and window w, ``compare.scores_by_lead`` gives
 the run's RMSE and CRPS per channel and lead column (day d, and ``mean`` over the
 analyses after the first). Then, over the windows that every setting completed
@@ -22,12 +22,12 @@ windows, 93 % of campaigns of 30); the table states the number of windows.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from dafusion.cycler.compare import CompareError, scores_by_lead
+from dafusion.cycler.campaigns.index import read_index
+from dafusion.cycler.campaigns.compare import CompareError, scores_by_lead
 from dafusion.cycler.rundir import RunDir, same_identity
 
 RESAMPLES = 2000
@@ -45,24 +45,17 @@ def bootstrap(values: np.ndarray, resamples: int = RESAMPLES, seed: int = 0
     return values.mean(axis=0), lo, hi, means
 
 
-def is_campaign(path: Path) -> bool:
-    """A sweep directory whose runs span windows."""
-    index = Path(path) / "sweep.json"
-    return index.exists() and bool(json.loads(index.read_text()).get("starts"))
-
-
 def campaign_scores(root: Path) -> tuple[list[str], list[str], list[str], list[str],
                                          dict[str, np.ndarray]]:
     """settings, windows, channels, columns and ``score -> (setting, window, channel,
     column)`` arrays of the completed windows every setting shares."""
-    index = json.loads((root / "sweep.json").read_text())
-    settings = list(dict.fromkeys(r["label"] for r in index["runs"]))
-    done = {(r["label"], r["start"]): root / r["path"] for r in index["runs"]
-            if RunDir(root / r["path"]).complete}
-    windows = [w for w in index["starts"] if all((s, w) in done for s in settings)]
+    index = read_index(root)
+    settings = list(dict.fromkeys(r.label for r in index.runs))
+    done = {(r.label, r.start): r.path for r in index.runs if RunDir(r.path).complete}
+    windows = [w for w in index.starts if all((s, w) in done for s in settings)]
     if not windows:
         raise CompareError(f"{root}: no window that every setting has completed "
-                           f"({len(done)} of {len(index['runs'])} runs complete)")
+                           f"({len(done)} of {len(index.runs)} runs complete)")
     _check_same_experiment([done[(s, w)] for s in settings for w in windows])
     scores = {(s, w): scores_by_lead(RunDir(done[(s, w)]).metrics(),
                                      RunDir(done[(s, w)]).config().run.members)

@@ -169,17 +169,16 @@ def _device_name(device: torch.device) -> str:
 def demo_parts(cfg: Config, members: int, device: torch.device) -> Parts:
     """The first analysis of a real run of ``cfg`` (its files must exist)."""
     from dafusion.cycler.experiment import build_experiment
-    from dafusion.cycler.sources import cycle_terms
+    from dafusion.cycler.sources import Cycle, build_sources, observe
 
     exp = build_experiment(dataclasses.replace(cfg, run=dataclasses.replace(
         cfg.run, members=members)), str(device))
     t, mode = exp.times[0], exp.mode()
     truth = torch.as_tensor(exp.normaliser.normalise(exp.truth.at(t).values),
                             dtype=torch.float32)
-    pseudo = mode.pseudo_obs(0)
-    terms = cycle_terms(exp, 0, t, truth, pseudo, None)
+    terms = observe(build_sources(exp), Cycle(0, t, truth, None, mode.pseudo_obs(0)))
     forecast = None
-    if hasattr(mode, "next_state"):  # the emulator modes: one 12-hour step as a cycle makes it
+    if exp.emulator is not None:  # the emulator modes: one 12-hour step as a cycle makes it
         truth_m = np.repeat(exp.truth.at(t).values[None], members, axis=0)
         forecast = lambda: mode.next_state(0, truth_m)  # noqa: E731
     return Parts(exp.denoiser, (len(exp.channels), *exp.grid.shape), terms, forecast,
@@ -190,6 +189,7 @@ class _StationLike:
     """700 observed points per channel, Σ_y and Γ̂ as the paper's radiosondes."""
 
     name, sigma_y, gamma, weight, covariance = "stations", 5e-4, 1e-5, 1.0, None
+    pseudo_observation = False
 
     def __init__(self, shape: tuple[int, int, int], device: torch.device) -> None:
         size = int(np.prod(shape))
@@ -199,6 +199,9 @@ class _StationLike:
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1)[:, self.index]
+
+    def locations(self) -> None:
+        return None
 
 
 def synthetic_parts(cfg: Config, shape: tuple[int, int, int], members: int,

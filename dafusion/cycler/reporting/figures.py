@@ -10,7 +10,7 @@ import torch
 
 from dafusion.baselines.geometry import EARTH_RADIUS_KM, great_circle_km
 from dafusion.cycler.metrics import rank_histogram, spread_skill
-from dafusion.cycler.runview import RunView
+from dafusion.cycler.reporting.runview import RunView
 from dafusion.figures import pyplot, save_figure
 from dafusion.grids import AnyGrid, grid_from_name, weighted_mean
 from dafusion.interp import interpolate

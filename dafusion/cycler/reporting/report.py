@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dafusion.cycler.compare import check_comparable, plot_rmse, scores_by_lead
-from dafusion.cycler.figures import (calibration, figure_calibration, figure_map,
+from dafusion.cycler.campaigns.compare import check_comparable, plot_rmse, scores_by_lead
+from dafusion.cycler.reporting.figures import (calibration, figure_calibration, figure_map,
                                      figure_obs_space, figure_scatter, figure_spectra,
                                      figure_superres, figure_trace, obs_summary, units)
-from dafusion.cycler.runview import ReportError, RunView
+from dafusion.cycler.reporting.runview import ReportError, RunView
 
 __all__ = ["ReportError", "RunView", "make_report"]
 

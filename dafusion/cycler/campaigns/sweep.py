@@ -5,15 +5,15 @@ their comparison.
 combination's configuration before anything runs, runs each into ``root/<label>/``
 (an ordinary run directory; ``label`` is e.g. ``stations.weight=0.5``) from its
 configuration file ``root/<label>.yaml`` — in this process, in ``jobs`` child
-processes or as Slurm jobs (``executor``: ``cycler.executors``) — and compares the
+processes or as Slurm jobs (``executor``: ``cycler.campaigns.executors``) — and compares the
 runs that completed in ``root/compare.*``.
 
 A **campaign** adds a window axis: ``starts=window_starts("2020-01-01:2020-01-22:7d")``
 runs every setting from every start into ``root/<label>/<start>/`` and compares the
-settings over the windows with confidence intervals (``cycler.campaign``).
+settings over the windows with confidence intervals (``cycler.campaigns.statistics``).
 
-``root/sweep.json`` indexes the runs (label, settings, start, directory, the sha256 of
-each configuration). Running the same sweep again continues it: completed runs are
+``root/sweep.json`` indexes the runs (``index.py``: label, settings, start, directory,
+the sha256 of each configuration). Running the same sweep again continues it: completed runs are
 skipped, interrupted ones resumed, missing ones started; a different plan on the
 same root is refused.
 """
@@ -24,17 +24,16 @@ import dataclasses
 import datetime as dt
 import hashlib
 import itertools
-import json
 import re
 from pathlib import Path
 
 from dafusion.config import Config, dump_config, with_overrides
-from dafusion.cycler.compare import compare
-from dafusion.cycler.executors import Executor, Job, make_executor
+from dafusion.cycler.campaigns.compare import compare
+from dafusion.cycler.campaigns.executors import Executor, Job, make_executor
+from dafusion.cycler.campaigns.index import IndexedRun, SweepIndex, open_index
 from dafusion.cycler.rundir import RunDir, RunError
 from dafusion.io import write_text
 
-INDEX = "sweep.json"
 BASE_LABEL = "base"  # the setting of a campaign without other axes
 
 
@@ -113,7 +112,9 @@ def sweep(base: Config, axes: dict[str, list[str]], root: str | Path, *, jobs: i
     root = Path(root)
     runs = plan(base, axes, root, starts)
     executor = executor or make_executor("local", jobs=jobs)
-    _open_index(root, runs, axes)
+    open_index(root, SweepIndex(axes, sorted({r.start for r in runs if r.start}), [
+        IndexedRun(r.label, r.start, r.path, hashlib.sha256(dump_config(r.cfg).encode())
+                   .hexdigest()) for r in runs]))
     todo = [r for r in runs if not RunDir(r.path).complete]
     threads = _threads_per_job(executor, jobs)
     work = [Job(r.path, _config_file(root, r), device, threads) for r in todo]
@@ -147,28 +148,10 @@ def _comparison(root: Path, runs: list[SweepRun], done: list[SweepRun],
     if not done:
         return "", []
     if campaign:
-        from dafusion.cycler.campaign import compare_campaign
+        from dafusion.cycler.campaigns.statistics import compare_campaign
 
         return compare_campaign(root)
     return compare([r.path for r in done], root, labels=[r.label for r in done])
-
-
-def _open_index(root: Path, runs: list[SweepRun], axes: dict[str, list[str]]) -> None:
-    """Create ``root`` and its index, or check that an existing one holds this plan."""
-    index = {"axes": axes, "starts": sorted({r.start for r in runs if r.start}),
-             "runs": [{"label": r.label, "start": r.start,
-                       "path": r.path.relative_to(root).as_posix(),
-                       "config_sha256": hashlib.sha256(dump_config(r.cfg).encode()).hexdigest()}
-                      for r in runs]}
-    path = root / INDEX
-    if root.exists():
-        if not path.exists() or json.loads(path.read_text()) != index:
-            raise RunError(f"{root}: already exists"
-                           + (" with another plan (its sweep.json differs); choose another "
-                              "--name" if path.exists() else "; choose another --name"))
-        return
-    root.mkdir(parents=True)
-    write_text(path, json.dumps(index, indent=1) + "\n")
 
 
 def _tag(start: str) -> str:

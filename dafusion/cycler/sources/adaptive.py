@@ -27,20 +27,13 @@ import math
 import numpy as np
 import torch
 
+from dafusion.obs.base import LikelihoodTerm
+
 SMOOTHING = 0.5  # α
 BOUNDS = (1.0, 1000.0)
 
 
-def observed_channels(term: object) -> torch.Tensor:
-    """The analysis channel of each of a station term's observations (after QC)."""
-    if hasattr(term, "interpolation"):
-        return term.interpolation.channel
-    if hasattr(term, "source") and hasattr(term, "keep"):
-        return observed_channels(term.source)[term.keep]
-    raise ValueError(f"adaptive error estimation: term '{term.name}' has no station channels")
-
-
-def innovation_scales(stations: object, background: torch.Tensor, channels: list[str],
+def innovation_scales(stations: LikelihoodTerm, background: torch.Tensor, channels: list[str],
                       claimed: dict[str, float], unresolved: dict[str, float]
                       ) -> dict[str, float]:
     """ŝ_c for the channels in ``claimed`` that the stations observe (normalised units).
@@ -51,7 +44,11 @@ def innovation_scales(stations: object, background: torch.Tensor, channels: list
         d = (stations.y.reshape(-1) - stations.operator(
             background[None].to(stations.y.dtype)).reshape(-1)).double()
     r = torch.broadcast_to(torch.as_tensor(stations.sigma_y, dtype=torch.float64), d.shape)
-    which = observed_channels(stations)
+    where = stations.locations()
+    if where is None:
+        raise ValueError(f"adaptive error estimation: term '{stations.name}' does not say "
+                         "which channel each observation is (locations() is None)")
+    which = torch.as_tensor(np.asarray(where[2]))
     out = {}
     for name, q in claimed.items():
         sel = which == channels.index(name)

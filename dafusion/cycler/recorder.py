@@ -1,0 +1,207 @@
+"""Who writes the run directory while a run computes: rank 0 alone.
+
+:func:`recorder` gives the process its recorder once; the cycle loop calls the same
+methods on every rank and never asks which rank it is on:
+
+* :class:`Recorder` (rank 0, and every one-process run) creates or reopens the
+  directory under its lock, writes each cycle's files and rows (``record.py``), then
+  ``state.npz`` (which says the cycle is complete), logs, shows progress, and marks
+  the run complete;
+* :class:`Follower` (the other ranks under torchrun, ``ranks.py``) writes nothing:
+  it waits at the same barriers and reads what rank 0 wrote (``state.npz`` on resume).
+
+Both restore a run from its ``state.npz``: the next cycle, the tables so far, the
+mode's and the sources' carried state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from dafusion.cycler.record import analysis_dataset, metric_rows, obs_row
+from dafusion.cycler.rundir import (ANALYSIS, FORECAST, MEMBERS, Header, RunDir, RunError,
+                                    Tables)
+from dafusion.cycler.sources import carry, restore
+from dafusion.io import state_dataset
+from dafusion.progress import null_progress
+
+if TYPE_CHECKING:
+    from dafusion.cycler.experiment import Experiment
+    from dafusion.cycler.modes import Mode
+    from dafusion.cycler.sources import Cycle, ObservationSource
+    from dafusion.obs.base import LikelihoodTerm
+
+
+@dataclasses.dataclass
+class CycleState:
+    """Where a run stands: the next analysis to make and the rows written so far."""
+
+    cycle: int = 0
+    tables: Tables = dataclasses.field(default_factory=Tables)
+
+
+class Clock:
+    """Seconds per stage of one cycle (``timing.csv``)."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name], self.last = now - self.last, now
+
+    def row(self, cycle: int, t: np.datetime64) -> dict[str, Any]:
+        return {"cycle": cycle, "valid_time": str(t)[:16], **self.laps,
+                "total_s": self.last - self.start}
+
+
+def recorder(exp: Experiment, run_dir: str | Path) -> Recorder | Follower:
+    """This process's recorder of ``run_dir``: rank 0 writes, the others follow."""
+    return (Recorder if exp.ranks.main else Follower)(exp, RunDir(run_dir))
+
+
+class Follower:
+    """A rank that computes and writes nothing (see the module docstring)."""
+
+    def __init__(self, exp: Experiment, run: RunDir) -> None:
+        self.exp, self.run = exp, run
+
+    @contextlib.contextmanager
+    def created(self, header: Header) -> Iterator[None]:
+        """The new directory with its header, held while the body runs."""
+        self.exp.ranks.barrier()  # rank 0 has created it
+        yield
+
+    @contextlib.contextmanager
+    def resumed(self) -> Iterator[None]:
+        """The existing directory, checked against the experiment and held."""
+        self.exp.ranks.barrier()  # rank 0 has checked the inputs and completed the header
+        yield
+
+    def restore(self, mode: Mode, sources: list[ObservationSource]) -> CycleState:
+        """The state after the last complete cycle (the first cycle's without one)."""
+        saved = self.run.load_state()
+        if saved is None:
+            return CycleState()
+        meta, arrays = saved
+        try:
+            state = CycleState(int(meta["cycle"]), Tables(**meta["tables"]))
+            mode.restore(meta["mode"], arrays)
+            restore(sources, meta["sources"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise RunError(f"{self.run / 'state.npz'}: incomplete run state "
+                           f"({type(err).__name__}: {err}); delete it to restart the run "
+                           "from its first cycle") from None
+        return state
+
+    def progress(self, progress: Callable[..., Any] | None, steps: int,
+                 state: CycleState) -> Any:
+        """A progress bar over every cycle's ``steps``, advanced to ``state``."""
+        return null_progress(len(self.exp.times) * steps, "")
+
+    @contextlib.contextmanager
+    def stopped(self, state: CycleState) -> Iterator[None]:
+        """Says where the run stopped when the body raises."""
+        yield
+
+    def record(self, state: CycleState, now: Cycle, ensemble: np.ndarray, truth: np.ndarray,
+               terms: list[LikelihoodTerm], clock: Clock, mode: Mode,
+               sources: list[ObservationSource]) -> None:
+        """Cycle ``now.index`` is done (``ensemble (M, C, H, W)``, ``truth (C, H, W)``)."""
+
+    def complete(self) -> None:
+        """Every cycle is done."""
+
+
+class Recorder(Follower):
+    """Rank 0: writes the run directory (see the module docstring)."""
+
+    @contextlib.contextmanager
+    def created(self, header: Header) -> Iterator[None]:
+        self.run = RunDir.make(self.run.path)
+        with self.run.locked():
+            self.run.write_header(header)
+            self.exp.ranks.barrier()
+            yield
+
+    @contextlib.contextmanager
+    def resumed(self) -> Iterator[None]:
+        with self.run.locked():
+            self.run.check_unchanged(self.exp.inputs)  # what inputs.json recorded, if any
+            if self.run.missing_header():
+                self.run.write_header(self.exp.header())
+                self.run.log("header completed on resume (the run was interrupted while "
+                             "being created)")
+            self.exp.ranks.barrier()
+            yield
+
+    def restore(self, mode: Mode, sources: list[ObservationSource]) -> CycleState:
+        state = super().restore(mode, sources)
+        if state.cycle:
+            self.run.log(f"resumed at cycle {state.cycle}")
+        return state
+
+    @contextlib.contextmanager
+    def progress(self, progress: Callable[..., Any] | None, steps: int,
+                 state: CycleState) -> Iterator[Any]:
+        with (progress or null_progress)(len(self.exp.times) * steps, "cycles × sampler steps"
+                                         if steps > 1 else "cycles") as bar:
+            bar.update(state.cycle * steps)
+            yield bar
+
+    @contextlib.contextmanager
+    def stopped(self, state: CycleState) -> Iterator[None]:
+        try:
+            yield
+        except BaseException as err:
+            self.run.log(f"stopped at cycle {state.cycle}: {type(err).__name__}: {err}")
+            raise
+
+    def record(self, state: CycleState, now: Cycle, ensemble: np.ndarray, truth: np.ndarray,
+               terms: list[LikelihoodTerm], clock: Clock, mode: Mode,
+               sources: list[ObservationSource]) -> None:
+        """The cycle's files and rows, the tables, then ``state.npz`` and the log."""
+        exp, cycle, t = self.exp, now.index, now.time
+        self.run.write_cycle(cycle, self._files(now, ensemble))
+        lead = int((t - exp.times[0]) / np.timedelta64(1, "h"))
+        state.tables.metrics += metric_rows(cycle, t, lead, ensemble, truth, exp.channels,
+                                            exp.grid)
+        mean = torch.as_tensor(exp.normaliser.normalise(ensemble.mean(0)), dtype=torch.float32)
+        state.tables.obs += [obs_row(cycle, t, term, now.background, mean) for term in terms]
+        clock.lap("write_s")
+        state.tables.timing.append(clock.row(cycle, t))
+        self.run.write_tables(state.tables)
+        meta, arrays = mode.carry()
+        kept = carry(sources)
+        self.run.save_state({"cycle": cycle + 1, "tables": dataclasses.asdict(state.tables),
+                             "mode": meta, "sources": kept}, arrays)
+        rmse = {r["channel"]: f"{r['rmse']:.3g}" for r in state.tables.metrics[-len(exp.channels):]}
+        self.run.log(f"cycle {cycle} {str(t)[:16]}: {clock.last - clock.start:.1f} s (analysis "
+                     f"{clock.laps['analysis_s']:.1f} s); terms {[tm.name for tm in terms]}; "
+                     f"rmse {rmse}"
+                     + "".join(f"; {name} {json.dumps(v)}" for name, v in kept.items() if v))
+
+    def _files(self, now: Cycle, ensemble: np.ndarray) -> dict[str, Any]:
+        """``analysis.nc``, ``members.nc`` and ``forecast.nc`` of the cycle."""
+        exp, t, run_cfg = self.exp, now.time, self.exp.cfg.run
+        files = {ANALYSIS: analysis_dataset(ensemble, exp.channels, exp.grid, t, {
+            "cycle": now.index, "members": int(ensemble.shape[0]), "mode": run_cfg.mode})}
+        if run_cfg.save_members:
+            files[MEMBERS] = state_dataset(ensemble, exp.channels, exp.grid, time=t)
+        if now.forecast is not None:
+            files[FORECAST] = state_dataset(
+                now.forecast.values, now.forecast.channels, exp.emulator.grid, time=t,
+                attrs={"title": "emulator state used as pseudo-observation"})
+        return files
+
+    def complete(self) -> None:
+        self.run.mark_complete(len(self.exp.times))
