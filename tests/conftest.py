@@ -1,4 +1,6 @@
-"""Shared tiny fakes: small gridded files in the layouts the data layer reads."""
+"""Shared fixtures: small gridded files in the layouts the data layer reads, and the
+files of a tiny cycle (``fakes``: truth, prior and emulator checkpoints, made once per
+session by ``fakes.setup``)."""
 
 from __future__ import annotations
 
@@ -38,6 +40,16 @@ def analytic_fields(times: np.ndarray, grid: EquiangularGrid, levels: list[int])
     out["surface_pressure"] = (100000.0 + 500.0 * pattern[None] + 0 * hours[:, None, None]
                                ).astype(np.float32)
     return out
+
+
+@pytest.fixture(scope="session")
+def fakes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The folder of a tiny cycle's files and the ``--set`` overrides that use them
+    (read only: tests write their runs elsewhere)."""
+    import fakes as cycle_fakes
+
+    tmp = tmp_path_factory.mktemp("fakes")
+    return tmp, cycle_fakes.setup(tmp)
 
 
 @pytest.fixture

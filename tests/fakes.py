@@ -278,10 +278,10 @@ def crash_at_metrics_write(monkeypatch, n: int, partial: bool = False) -> None:
 
 
 def interrupted_children(monkeypatch, interrupt) -> list:
-    """``subprocess.Popen`` replaced by child runs whose first ``wait()`` calls
-    ``interrupt()`` (e.g. raises KeyboardInterrupt, or sends this process SIGTERM);
-    returns the list of signals the children receive."""
-    import subprocess
+    """The local executor's child runs (``executors.Child``) replaced by fakes whose
+    first ``wait()`` calls ``interrupt()`` (e.g. raises KeyboardInterrupt, or sends this
+    process SIGTERM); returns the list of signals the children receive."""
+    from dafusion.cycler.campaigns import executors
 
     signals: list = []
 
@@ -300,5 +300,5 @@ def interrupted_children(monkeypatch, interrupt) -> list:
         def send_signal(self, sig):
             signals.append(sig)
 
-    monkeypatch.setattr(subprocess, "Popen", Child)
+    monkeypatch.setattr(executors, "Child", Child)
     return signals

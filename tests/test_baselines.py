@@ -375,12 +375,6 @@ def test_letkf_needs_two_members():
 # --------------------------------------------------------------------------- in the cycle
 
 
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fakes")
-    return tmp, cycle_fakes.setup(tmp)
-
-
 def rows(path):
     with open(path) as f:
         return list(csv.DictReader(f))

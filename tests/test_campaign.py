@@ -10,18 +10,13 @@ import numpy as np
 import pytest
 
 import fakes as cycle_fakes
+from dafusion.cycler.campaigns.executors import make_executor
 from dafusion.cycler.campaigns.index import is_campaign
 from dafusion.cycler.campaigns.statistics import bootstrap, compare_campaign
 from dafusion.cycler.rundir import RunError
 from dafusion.cycler.campaigns.sweep import sweep, window_starts
 
 STARTS = ["2020-01-01T00:00", "2020-01-01T12:00", "2020-01-02T00:00"]
-
-
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fakes")
-    return tmp, cycle_fakes.setup(tmp)
 
 
 def test_window_starts_and_bad_specs():
@@ -134,5 +129,5 @@ def test_an_interrupted_sweep_interrupts_its_child_runs(fakes, tmp_path, monkeyp
     signals = cycle_fakes.interrupted_children(monkeypatch, ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         sweep(_settings(sets), {"run.sources.stations.weight": ["0.5", "1"]},
-              tmp_path / "sw", jobs=2)
+              tmp_path / "sw", executor=make_executor("local", jobs=2))
     assert signals == [signal.SIGINT, signal.SIGINT]

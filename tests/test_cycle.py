@@ -30,12 +30,6 @@ from dafusion.cycler.rundir import STATE_VERSION
 from dafusion.grids import EquiangularGrid
 
 
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fakes")
-    return tmp, cycle_fakes.setup(tmp)
-
-
 def rows(path: Path) -> list[dict[str, str]]:
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -443,8 +437,9 @@ def test_sweep_as_a_library(fakes, tmp_path):
 
 
 def test_sweep_in_child_processes_gives_the_same_runs(fakes, tmp_path, monkeypatch):
-    """--jobs 2: each run is `cycler run --config <root>/<label>.yaml` in its own process;
+    """--jobs 2: each run is ``RunJob`` on ``<root>/<label>.yaml`` in a spawned process;
     the metrics are those of the same settings run here."""
+    from dafusion.cycler.campaigns.executors import make_executor
     from dafusion.cycler.campaigns.sweep import sweep
 
     tmp, sets = fakes
@@ -452,7 +447,7 @@ def test_sweep_in_child_processes_gives_the_same_runs(fakes, tmp_path, monkeypat
     base = cycle_fakes.config(sets, "run.mode=plain", "run.days=0.5")
     axes = {"run.sources.stations.weight": ["0.5", "1"]}
     here = sweep(base, axes, tmp_path / "here")
-    there = sweep(base, axes, tmp_path / "there", jobs=2)
+    there = sweep(base, axes, tmp_path / "there", executor=make_executor("local", jobs=2))
     assert not there.failed and (tmp_path / "there" / "stations.weight=1.yaml").exists()
     for a, b in zip(here.runs, there.runs):
         assert (a.path / "metrics.csv").read_text() == (b.path / "metrics.csv").read_text()

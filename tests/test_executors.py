@@ -23,12 +23,6 @@ STARTS = ["2020-01-01T00:00", "2020-01-01T12:00"]
 AXES = {"run.sources.stations.weight": ["0.5", "1"]}
 
 
-@pytest.fixture(scope="module")
-def fakes(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fakes")
-    return tmp, cycle_fakes.setup(tmp)
-
-
 def _settings(sets, days="0.5"):
     return cycle_fakes.config(sets, "run.mode=reinit", f"run.days={days}")
 

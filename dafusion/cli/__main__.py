@@ -1,3 +1,6 @@
+"""``python -m dafusion.cli``: the ``cycler`` command."""
+
 from dafusion.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -195,7 +195,8 @@ def prior_report(config_path: str | None, overrides: tuple[str, ...], checkpoint
     report = compare(samples, data, meta.channels, meta.grid, lmax)
     times = stack["time"].values[idx]
     report.update(checkpoint=_display(path), n_samples=members, n_data=int(idx.size),
-                  data=_display(reference), data_span=f"{str(times[0])[:16]} .. {str(times[-1])[:16]}",
+                  data=_display(reference),
+                  data_span=f"{str(times[0])[:16]} .. {str(times[-1])[:16]}",
                   sampler=dump_config(cfg.prior.sampler))
     files = write_report(report, [source.channels[i].units for i in range(len(meta.channels))],
                          out)

@@ -225,7 +225,7 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
                            gpus_per_job=gpus_per_job, cpus_per_job=cpus_per_job, slurm=extra)
     root = Path("runs") / _name(name)
     try:
-        result = sweep(cfg, axes, root, jobs=jobs, device=device,
+        result = sweep(cfg, axes, root, device=device,
                        starts=window_starts(starts) if starts else (), executor=run_on)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs stopped resumable
         click.echo(f"\nInterrupted: {root} continues with the same command", err=True)
@@ -309,7 +309,8 @@ def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int 
         try:
             h, w = (int(v) for v in shape.lower().split("x"))
         except ValueError:
-            raise click.BadParameter(f"expected HxW, got {shape!r}", param_hint="--shape")
+            raise click.BadParameter(f"expected HxW, got {shape!r}",
+                                     param_hint="--shape") from None
         parts = bench.synthetic_parts(cfg, (len(cfg.data.channels), h, w), m, dev)
     result = bench.run_bench(parts, cfg, members=m, device=dev, loop=not no_loop)
     click.echo(bench.table(result))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -187,8 +186,7 @@ class Recorder(Follower):
         rmse = {r["channel"]: f"{r['rmse']:.3g}" for r in state.tables.metrics[-len(exp.channels):]}
         self.run.log(f"cycle {cycle} {str(t)[:16]}: {clock.last - clock.start:.1f} s (analysis "
                      f"{clock.laps['analysis_s']:.1f} s); terms {[tm.name for tm in terms]}; "
-                     f"rmse {rmse}"
-                     + "".join(f"; {name} {json.dumps(v)}" for name, v in kept.items() if v))
+                     f"rmse {rmse}" + _kept(kept))
 
     def _files(self, now: Cycle, ensemble: np.ndarray) -> dict[str, Any]:
         """``analysis.nc``, ``members.nc`` and ``forecast.nc`` of the cycle."""
@@ -205,3 +203,12 @@ class Recorder(Follower):
 
     def complete(self) -> None:
         self.run.mark_complete(len(self.exp.times))
+
+
+def _kept(kept: dict[str, dict[str, Any]]) -> str:
+    """What the sources keep, for the log: ``; emulator error_scale t850 1.15 sp 1.3``."""
+    def value(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    return "".join(f"; {name} {key} " + " ".join(f"{k} {value(v)}" for k, v in part.items())
+                   for name, meta in kept.items() for key, part in meta.items() if part)

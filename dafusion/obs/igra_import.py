@@ -190,7 +190,7 @@ def _one_per_synoptic_time(candidates: list[tuple[Sounding, np.datetime64, list[
         groups.setdefault((item[0].station_id, item[1]), []).append(item)
     kept = []
     for (_, valid), items in groups.items():
-        def rank(item: tuple) -> tuple:
+        def rank(item: tuple, valid: np.datetime64 = valid) -> tuple:
             s, _, got = item
             distance = abs((s.time - valid).astype("timedelta64[m]").astype(np.int64))
             return (distance, -len(got), -s.time.astype("datetime64[m]").astype(np.int64))

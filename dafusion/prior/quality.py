@@ -63,7 +63,8 @@ def write_report(report: dict[str, Any], units: list[str], out: str | Path) -> l
     (out / "quality.json").write_text(json.dumps(report, indent=1))
     lines = [f"# Prior quality: {report.get('checkpoint', '')}", "",
              f"{report.get('n_samples')} unconditional samples vs {report.get('n_data')} data "
-             f"times ({report.get('data_span', '')}); spectra compared for l = 1..{report['lmax']}.",
+             f"times ({report.get('data_span', '')}); "
+             f"spectra compared for l = 1..{report['lmax']}.",
              "", "| channel | units | mean (samples / data) | std (samples / data) | "
              "skewness | excess kurtosis | zonal-mean RMS diff | spectrum RMS log10 ratio |",
              "|---|---|---|---|---|---|---|---|"]

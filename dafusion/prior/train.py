@@ -280,4 +280,5 @@ class PriorTrainJob:
         from submitit.helpers import DelayedSubmission
 
         started = (Path(out) / "training_state.pt").exists()  # else: from the beginning again
-        return DelayedSubmission(PriorTrainJob(), config, out, steps, started, force and not started)
+        return DelayedSubmission(PriorTrainJob(), config, out, steps, started,
+                                 force and not started)

@@ -6,8 +6,9 @@ started from its configuration file or, when the directory exists, resumed from 
 interrupted under one can be continued under another.
 
 * ``local`` (default): in this process (``--jobs 1``) or in ``--jobs`` child
-  processes ``python -m dafusion.cli run``; Ctrl-C or SIGTERM of the sweep
-  interrupts them (resumable) and waits for them.
+  processes (spawned, each calling :class:`RunJob` with its share of this process's
+  threads); Ctrl-C or SIGTERM of the sweep interrupts them (resumable) and waits for
+  them.
 * ``slurm``: one Slurm array job through ``submitit`` (the ``slurm`` extra):
   ``--partition``, ``--time`` (minutes), ``--gpus-per-job``, ``--cpus-per-job``,
   ``--jobs`` as the array's parallelism, ``--slurm KEY=VALUE`` for anything else
@@ -27,8 +28,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import multiprocessing
+import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
@@ -50,14 +52,23 @@ class Job:
 
 
 class Executor(Protocol):
-    """``shares_this_machine``: the jobs run beside each other here (each gets a share
-    of this process's threads; otherwise a job uses the CPUs it is given)."""
+    """Runs a sweep's jobs somewhere."""
 
-    shares_this_machine: bool
+    def threads_per_job(self) -> int | None:
+        """CPU threads of each job: a share of this process's when the jobs run beside
+        each other here, None when a job uses the CPUs it is given (or this process's)."""
+        ...
 
     def run(self, jobs: Sequence[Job], root: Path) -> dict[Path, str]:
         """Run every job; returns the failures' messages by run directory."""
         ...
+
+
+def _share(jobs: int) -> int:
+    """This process's threads split among ``jobs`` jobs beside each other."""
+    import torch
+
+    return max(1, torch.get_num_threads() // jobs)
 
 
 class RunJob:
@@ -121,7 +132,8 @@ def make_executor(name: str = "local", *, jobs: int = 1, partition: str | None =
 class InProcess:
     """One run after the other in this process; a failed run does not stop the others."""
 
-    shares_this_machine = False
+    def threads_per_job(self) -> None:
+        return None
 
     def run(self, jobs: Sequence[Job], root: Path) -> dict[Path, str]:
         failed = {}
@@ -134,25 +146,18 @@ class InProcess:
 
 
 class Processes:
-    """``jobs`` child processes at a time: ``python -m dafusion.cli --threads T run
-    --config C --out D`` (``run --resume D`` for an existing directory)."""
-
-    shares_this_machine = True
+    """``jobs`` child processes at a time, each running :class:`RunJob` on one job."""
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
 
+    def threads_per_job(self) -> int:
+        return _share(self.jobs)
+
     def run(self, jobs: Sequence[Job], root: Path) -> dict[Path, str]:
-        commands = []
-        for job in jobs:
-            head = [sys.executable, "-m", "dafusion.cli"]
-            head += ["--threads", str(job.threads)] if job.threads else []
-            tail = (["--resume", str(job.path)] if job.path.exists()
-                    else ["--config", str(job.config), "--out", str(job.path)])
-            commands.append(head + ["run", *tail, "--device", job.device])
         failed = {}
-        for i in range(0, len(commands), self.jobs):
-            procs = [subprocess.Popen(c) for c in commands[i:i + self.jobs]]
+        for i in range(0, len(jobs), self.jobs):
+            procs = [Child(job) for job in jobs[i:i + self.jobs]]
             try:
                 with _sigterm_interrupts():
                     for proc in procs:
@@ -170,6 +175,47 @@ class Processes:
         return failed
 
 
+class Child:
+    """One job in a spawned process: :class:`RunJob`, called as a library function
+    (the command line is not involved); ``wait``/``poll`` give its exit status (0: done,
+    1: failed, with its message on stderr; 130: interrupted, resumable)."""
+
+    _context = multiprocessing.get_context("spawn")  # no copy of this process's state
+
+    def __init__(self, job: Job) -> None:
+        self.process = self._context.Process(
+            target=_child_main, args=(str(job.path), str(job.config), job.device, job.threads),
+            name=f"run {job.path.name}")
+        self.process.start()
+
+    def wait(self) -> int | None:
+        self.process.join()
+        return self.process.exitcode
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self.process.pid is not None:
+            os.kill(self.process.pid, sig)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode
+
+
+def _child_main(path: str, config: str, device: str, threads: int | None) -> None:
+    """A child process's whole work: one job; one line on stderr when it stops early."""
+    try:
+        print(RunJob()(path, config, device, threads), flush=True)
+    except KeyboardInterrupt:
+        print(f"{path}: interrupted; resumable", file=sys.stderr, flush=True)
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - the parent reports the run as failed
+        print(f"{path}: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
 class Submitit:
     """The jobs through ``submitit``: a Slurm array (``cluster="slurm"``) or its local
     executor (``cluster="local"``, ``jobs`` at a time)."""
@@ -177,7 +223,6 @@ class Submitit:
     def __init__(self, cluster: str, *, jobs: int, partition: str | None, time_min: int,
                  gpus_per_job: int, cpus_per_job: int, slurm: dict[str, str]) -> None:
         self.cluster, self.jobs = cluster, jobs
-        self.shares_this_machine = cluster == "local"
         self.parameters: dict[str, Any] = {"timeout_min": time_min,
                                            "gpus_per_node": gpus_per_job}
         if cpus_per_job:
@@ -188,6 +233,9 @@ class Submitit:
                 self.parameters["slurm_partition"] = partition
             if slurm:
                 self.parameters["slurm_additional_parameters"] = dict(slurm)
+
+    def threads_per_job(self) -> int | None:
+        return _share(self.jobs) if self.cluster == "local" else None
 
     def executor(self, folder: Path) -> Any:
         submitit = _submitit()

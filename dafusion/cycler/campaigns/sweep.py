@@ -4,8 +4,8 @@ their comparison.
 ``sweep(base, {"run.sources.stations.weight": ["0.5", "1", "2"]}, root)`` checks every
 combination's configuration before anything runs, runs each into ``root/<label>/``
 (an ordinary run directory; ``label`` is e.g. ``stations.weight=0.5``) from its
-configuration file ``root/<label>.yaml`` — in this process, in ``jobs`` child
-processes or as Slurm jobs (``executor``: ``cycler.campaigns.executors``) — and compares the
+configuration file ``root/<label>.yaml`` — in this process, in child processes or as
+Slurm jobs (``executor``: ``cycler.campaigns.executors``) — and compares the
 runs that completed in ``root/compare.*``.
 
 A **campaign** adds a window axis: ``starts=window_starts("2020-01-01:2020-01-22:7d")``
@@ -103,35 +103,26 @@ def plan(base: Config, axes: dict[str, list[str]], root: Path,
     return runs
 
 
-def sweep(base: Config, axes: dict[str, list[str]], root: str | Path, *, jobs: int = 1,
+def sweep(base: Config, axes: dict[str, list[str]], root: str | Path, *,
           device: str = "cpu", starts: list[str] | tuple[str, ...] = (),
           executor: Executor | None = None) -> SweepResult:
-    """Run (or continue) every combination with ``executor`` (default: here, or in
-    ``jobs`` child processes), then compare them: over windows with confidence
-    intervals in a campaign."""
+    """Run (or continue) every combination with ``executor`` (default: one after the
+    other in this process; ``executors.make_executor``), then compare them: over
+    windows with confidence intervals in a campaign."""
     root = Path(root)
     runs = plan(base, axes, root, starts)
-    executor = executor or make_executor("local", jobs=jobs)
+    executor = executor or make_executor("local")
     open_index(root, SweepIndex(axes, sorted({r.start for r in runs if r.start}), [
         IndexedRun(r.label, r.start, r.path, hashlib.sha256(dump_config(r.cfg).encode())
                    .hexdigest()) for r in runs]))
     todo = [r for r in runs if not RunDir(r.path).complete]
-    threads = _threads_per_job(executor, jobs)
+    threads = executor.threads_per_job()
     work = [Job(r.path, _config_file(root, r), device, threads) for r in todo]
     for path, error in executor.run(work, root).items():
         write_text(_error_file(root, next(r for r in todo if r.path == path)), error + "\n")
     done = [r for r in runs if RunDir(r.path).complete]
     return SweepResult(runs, *_comparison(root, runs, done, bool(starts)),
                        [r for r in runs if r not in done])
-
-
-def _threads_per_job(executor: Executor, jobs: int) -> int | None:
-    """Jobs beside each other here share this process's threads."""
-    if not executor.shares_this_machine:
-        return None
-    import torch
-
-    return max(1, torch.get_num_threads() // jobs)
 
 
 def _config_file(root: Path, r: SweepRun) -> Path:

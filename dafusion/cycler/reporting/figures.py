@@ -284,7 +284,7 @@ def obs_summary(runs: list[RunView]) -> list[dict[str, Any]]:
         for s in sources:
             rows = [r for r in run.obs_rows if r["source"] == s]
 
-            def col(name: str) -> np.ndarray:
+            def col(name: str, rows: list = rows) -> np.ndarray:
                 return np.array([float(r[name]) if r[name] != "" else np.nan for r in rows])
 
             out.append({"run": run.path.name, "source": s, "cycles": len(rows),
@@ -306,8 +306,8 @@ def figure_obs_space(runs: list[RunView], out: Path) -> Path:
         for s in sorted({r["source"] for r in run.obs_rows}):
             rows = [r for r in run.obs_rows if r["source"] == s]
             cyc = np.array([int(r["cycle"]) for r in rows])
-            get = lambda k: np.array([float(r[k]) if r[k] != "" else np.nan  # noqa: E731
-                                      for r in rows])
+            get = lambda k, rows=rows: np.array([  # noqa: E731
+                float(r[k]) if r[k] != "" else np.nan for r in rows])
             label = f"{run.path.name}/{s}"
             axes[0].plot(cyc, get("omb_rms"), "o--", ms=3, label=f"{label} O−B")
             axes[0].plot(cyc, get("oma_rms"), "o-", ms=3, label=f"{label} O−A")

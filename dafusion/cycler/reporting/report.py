@@ -57,7 +57,8 @@ def make_report(run_dirs: list[Path], out: Path, variables: list[str] | None = N
         raise ReportError(f"--cycles {bad}: {first.path.name} has cycles {first.cycles}")
     out.mkdir(parents=True, exist_ok=True)
     lines = (_runs_table(runs) + _skill_section(runs, out)
-             + _calibration_section(runs, variables, out) + _obs_section(runs, out) + [f"## Fields of {first.path.name}", ""])
+             + _calibration_section(runs, variables, out) + _obs_section(runs, out)
+             + [f"## Fields of {first.path.name}", ""])
     for ch in variables:
         lines += _field_section(first, ch, cycles, latitude, out)
     page = out / "report.md"
