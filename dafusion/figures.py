@@ -17,8 +17,12 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 80) -> Path:
-    """Lay out, write and close ``fig``; returns ``path``."""
+    """Lay out, write (atomically: ``io.atomic_write``) and close ``fig``; returns ``path``."""
+    from dafusion.io import atomic_write
+
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    pyplot().close(fig)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=Path(path).suffix[1:]))
+    finally:
+        pyplot().close(fig)
     return Path(path)

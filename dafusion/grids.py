@@ -14,9 +14,10 @@ its own boundary.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+import xarray as xr
 
 
 class Grid(Protocol):
@@ -170,9 +171,14 @@ def identify_grid(lat: np.ndarray, lon: np.ndarray, *, atol: float = 1e-3) -> An
         "(expected equiangular or Legendre-Gauss, latitude ascending, longitude from 0)")
 
 
-def weighted_mean(field: np.ndarray, grid: Grid) -> np.ndarray:
-    """Area-weighted global mean over the last two axes (lat, lon): the one spatial mean
-    of the package (metrics, skill, climate statistics)."""
+def weighted_mean(field: Any, grid: Grid) -> Any:
+    """Area-weighted global mean over the last two axes (lat, lon) of an array, or over
+    the ``lat`` and ``lon`` dimensions of an ``xarray.DataArray`` (lazily: a dask array
+    stays one): the one spatial mean of the package (metrics, skill, normalisation
+    statistics, training statistics, prior quality)."""
+    if isinstance(field, xr.DataArray):
+        w = xr.DataArray(grid.lat_weights / grid.lat_weights.sum(), dims=["lat"])
+        return (field * w).sum("lat").mean("lon")
     field = np.asarray(field)
     if field.shape[-2:] != (grid.lat.size, grid.lon.size):
         raise ValueError(f"field shape {field.shape} does not end in grid shape "

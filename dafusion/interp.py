@@ -55,7 +55,7 @@ class PointInterpolation:
 
     @classmethod
     def build(cls, grid: AnyGrid, lat: np.ndarray, lon: np.ndarray, channel: np.ndarray,
-              method: str = "bicubic") -> "PointInterpolation":
+              method: str = "bicubic") -> PointInterpolation:
         if method not in ("bilinear", "bicubic"):
             raise ValueError(f"interpolation {method!r}: use 'bilinear' or 'bicubic'")
         fi, fj = fractional_indices(grid, lat, lon)

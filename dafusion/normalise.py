@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from dafusion.grids import Grid
+from dafusion.grids import Grid, weighted_mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,10 +51,6 @@ class Normaliser:
         mean, std = self._shaped(x, axis)
         return x * std + mean
 
-    def scale_variance(self, variance: Any, axis: int = -3) -> Any:
-        """A physical error variance expressed in normalised units (divide by std**2)."""
-        _, std = self._shaped(variance, axis)
-        return variance / std**2
 
     def normalise_at(self, values: np.ndarray, channel: np.ndarray) -> np.ndarray:
         """Physical -> normalised for values whose channel index is ``channel``
@@ -64,6 +60,16 @@ class Normaliser:
     def scale_at(self, values: np.ndarray, channel: np.ndarray) -> np.ndarray:
         """A physical difference or error std in normalised units (divide by the std)."""
         return values / self.std[channel]
+
+    def variance_at(self, values: np.ndarray, channel: np.ndarray,
+                    other: np.ndarray | None = None) -> np.ndarray:
+        """A physical variance of channel ``channel`` (broadcastable to ``values``), or a
+        covariance between ``channel`` and ``other``, in normalised units:
+        ``values · (1/std_c)(1/std_o)``; the one conversion of error variances."""
+        inv = self.scale_at(np.ones(len(self.std)), np.arange(len(self.std)))
+        if other is None:
+            return values * inv[channel] ** 2
+        return values * inv[channel] * inv[other]
 
     def _shaped(self, x: Any, axis: int) -> tuple[Any, Any]:
         ndim = x.ndim
@@ -85,12 +91,10 @@ class Normaliser:
 
     # ------------------------------------------------------------------ fit / io
     @classmethod
-    def fit(cls, stack: xr.DataArray, grid: Grid) -> "Normaliser":
+    def fit(cls, stack: xr.DataArray, grid: Grid) -> Normaliser:
         """Area-weighted statistics of a ``(time, channel, lat, lon)`` stack."""
-        w = xr.DataArray(grid.lat_weights, dims=["lat"]) / stack.sizes["lon"]
-        w = w / stack.sizes["time"]
-        mean = (stack * w).sum(["time", "lat", "lon"])
-        var = (((stack - mean) ** 2) * w).sum(["time", "lat", "lon"])
+        mean = weighted_mean(stack, grid).mean("time")
+        var = weighted_mean((stack - mean) ** 2, grid).mean("time")
         stats = xr.Dataset({"mean": mean, "var": var}).compute()
         mean, var = (stats[k].values.astype(np.float64) for k in ("mean", "var"))
         units = tuple(str(u) for u in stack.attrs.get("channel_units", ()))
@@ -108,10 +112,13 @@ class Normaliser:
         return ds
 
     def save(self, path: str | Path) -> None:
-        self.to_dataset().to_netcdf(path)
+        from dafusion.io import atomic_write
+
+        ds = self.to_dataset()
+        atomic_write(path, lambda tmp: ds.to_netcdf(tmp, format="NETCDF4"))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Normaliser":
+    def load(cls, path: str | Path) -> Normaliser:
         try:
             with xr.open_dataset(path) as ds:
                 ds = ds.load()

@@ -13,7 +13,7 @@ from typing import Any
 class NullBar:
     """A progress bar that shows nothing."""
 
-    def __enter__(self) -> "NullBar":
+    def __enter__(self) -> NullBar:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import shutil
 import time as _time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from dafusion.config import WorldConfig, dump_config
 from dafusion.grids import EquiangularGrid
+from dafusion.io import atomic_write
 from dafusion.progress import null_progress
-
 
 
 def resume_path(out: Path) -> Path:
@@ -45,14 +46,22 @@ class HeldSuarezWorld:
 
     def __init__(self, cfg: WorldConfig):
         try:
-            import jax
             import dinosaur  # noqa: F401
+            import jax
         except ImportError:
             raise RuntimeError("the OSSE world needs the 'world' extra: "
                                "pip install 'dafusion[world]'") from None
-        from dinosaur import (coordinate_systems, held_suarez, primitive_equations,
-                              primitive_equations_states, scales, sigma_coordinates,
-                              spherical_harmonic, time_integration, xarray_utils)
+        from dinosaur import (
+            coordinate_systems,
+            held_suarez,
+            primitive_equations,
+            primitive_equations_states,
+            scales,
+            sigma_coordinates,
+            spherical_harmonic,
+            time_integration,
+            xarray_utils,
+        )
 
         self.cfg = cfg
         self._jax = jax
@@ -256,10 +265,12 @@ def _write_region(out: Path, fields: dict[str, np.ndarray], times: np.ndarray,
 
 def _save_resume(path: Path, world: HeldSuarezWorld, state: Any, next_index: int) -> None:
     leaves, _ = world._jax.tree_util.tree_flatten(state)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, next_index=next_index, config=dump_config(world.cfg),
-             **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)})
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, next_index=next_index, config=dump_config(world.cfg),
+                     **{f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)})
+
+    atomic_write(path, write)
 
 
 def _load_resume(out: Path, world: HeldSuarezWorld, config_text: str) -> tuple[Any, int]:

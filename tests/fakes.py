@@ -219,7 +219,7 @@ class GaussianField:
         self.lam, self.vec = torch.linalg.eigh(self.cov)
 
     @classmethod
-    def make(cls, length_km: float = 1500.0) -> "GaussianField":
+    def make(cls, length_km: float = 1500.0) -> GaussianField:
         grid = EquiangularGrid(8, 16)
         lat, lon = np.meshgrid(np.deg2rad(grid.lat), np.deg2rad(grid.lon), indexing="ij")
         xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], -1)

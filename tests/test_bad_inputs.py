@@ -239,16 +239,14 @@ class _Payload:
 def test_no_file_the_package_loads_can_run_code(tmp_path, monkeypatch):
     """A crafted pickle wherever the package loads a torch or numpy file: refused, and
     the code it carries never runs."""
+    import dataclasses
+
     from dafusion.checkpoint import read_weights
     from dafusion.cycler.rundir import RunDir
     from dafusion.emulator.checkpoint import load_emulator
     from dafusion.emulator.train import _training_state as emulator_state
-    from dafusion.prior.checkpoint import load_prior
+    from dafusion.prior.checkpoint import load_prior, read_meta
     from dafusion.prior.train import _load_training_state as prior_state
-
-    import dataclasses
-
-    from dafusion.prior.checkpoint import read_meta
 
     sets = cycle_fakes.setup(tmp_path)
     cfg = cycle_fakes.config(sets)
@@ -280,7 +278,8 @@ def test_no_file_the_package_loads_can_run_code(tmp_path, monkeypatch):
         np.savez(f, meta=np.array([_Payload(marker)], dtype=object))
     with pytest.raises(ValueError, match="state.npz: not a readable run state"):
         RunDir(run).load_state()
-    from dafusion.emulator.checkpoint import lucie_stats, read_meta as emulator_meta
+    from dafusion.emulator.checkpoint import lucie_stats
+    from dafusion.emulator.checkpoint import read_meta as emulator_meta
 
     with open(tmp_path / "stats.npz", "wb") as f:  # LUCIE's statistics file, crafted
         np.savez(f, **{k: np.array([_Payload(marker)], dtype=object) for k in
@@ -309,7 +308,7 @@ def test_emulator_training_state_is_read_without_pickle(tmp_path):
 
 
 def test_gross_values_duplicates_and_far_longitudes_at_the_table_boundary(tmp_path):
-    from dafusion.obs.table import ObsTableError, ObservationTable, screen, validate
+    from dafusion.obs.table import ObservationTable, ObsTableError, screen, validate
 
     n = 4
     rows = dict(time=np.full(n, np.datetime64("2020-01-01T00", "ns")),

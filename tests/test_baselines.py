@@ -15,8 +15,13 @@ import xarray as xr
 import fakes as cycle_fakes
 from dafusion.baselines import letkf, oi
 from dafusion.baselines.base import BaselineError, observations
-from dafusion.baselines.geometry import (EARTH_RADIUS_KM, chordal_km, correlation,
-                                         gaspari_cohn, great_circle_km)
+from dafusion.baselines.geometry import (
+    EARTH_RADIUS_KM,
+    chordal_km,
+    correlation,
+    gaspari_cohn,
+    great_circle_km,
+)
 from dafusion.grids import EquiangularGrid
 from dafusion.interp import PointInterpolation
 

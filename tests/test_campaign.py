@@ -13,8 +13,8 @@ import fakes as cycle_fakes
 from dafusion.cycler.campaigns.executors import make_executor
 from dafusion.cycler.campaigns.index import is_campaign
 from dafusion.cycler.campaigns.statistics import bootstrap, compare_campaign
-from dafusion.cycler.rundir import RunError
 from dafusion.cycler.campaigns.sweep import sweep, window_starts
+from dafusion.cycler.rundir import RunError
 
 STARTS = ["2020-01-01T00:00", "2020-01-01T12:00", "2020-01-02T00:00"]
 

@@ -15,8 +15,12 @@ import torch
 
 from dafusion.grids import grid_from_name
 from dafusion.obs.base import sda_log_likelihood
-from dafusion.obs.covariance import (DenseCovariance, SpectralCovariance, gaussian_prior_gamma,
-                                     white_gamma)
+from dafusion.obs.covariance import (
+    DenseCovariance,
+    SpectralCovariance,
+    gaussian_prior_gamma,
+    white_gamma,
+)
 from fakes import LinearObs
 
 GRID = grid_from_name("legendre_gauss_16x32")

@@ -3,10 +3,9 @@ compute, resume after SIGKILL, compare and sweep."""
 
 from __future__ import annotations
 
-import math
-
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -23,8 +22,8 @@ from click.testing import CliRunner
 import fakes as cycle_fakes
 from dafusion.cli import main
 from dafusion.cycler.campaigns.compare import CompareError, compare
-from dafusion.cycler.metrics import crps_field, ensemble_scores
 from dafusion.cycler.experiment import build_experiment as prepare
+from dafusion.cycler.metrics import crps_field, ensemble_scores
 from dafusion.cycler.run import RunError, resume_run, run_experiment, start_run
 from dafusion.cycler.rundir import STATE_VERSION
 from dafusion.grids import EquiangularGrid

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import xarray as xr
+from test_emulator_lucie import lucie_files  # noqa: F401 - fixture
 
 from dafusion.config import EDMConfig, NetworkConfig, load_config
 from dafusion.cycler.run import start_run
@@ -18,7 +19,6 @@ from dafusion.normalise import Normaliser
 from dafusion.obs.synth import land_network, synthesise
 from dafusion.obs.table import write_table
 from dafusion.prior.checkpoint import PriorMeta, build_denoiser, save_prior
-from test_emulator_lucie import lucie_files  # noqa: F401 - fixture
 
 GRID = EquiangularGrid(128, 256)
 

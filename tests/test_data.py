@@ -2,8 +2,8 @@ import dask.array
 import numpy as np
 import pytest
 import xarray as xr
-
 from conftest import analytic_fields, real_file
+
 from dafusion.data import DataError, GriddedSource, available_channels, describe, open_dataset
 from dafusion.grids import EquiangularGrid
 
@@ -90,14 +90,16 @@ def test_nans_are_detected_at_read(tmp_path, wb2_dataset):
     ds.to_netcdf(path)
     source = GriddedSource.open(path, CHANNELS)
     source.at("2020-01-01T06")  # clean time is fine
-    with pytest.raises(DataError, match=r"nan.nc: NaN or infinite values at 2020-01-01T12.* \['t500'\]"):
+    with pytest.raises(DataError,
+                       match=r"nan.nc: NaN or infinite values at 2020-01-01T12.* \['t500'\]"):
         source.at("2020-01-01T12")
 
 
 def test_non_monotonic_time(tmp_path, wb2_dataset):
     path = tmp_path / "shuffled.nc"
     wb2_dataset.isel(time=[0, 2, 1, 3]).to_netcdf(path)
-    with pytest.raises(DataError, match="shuffled.nc: time axis is not strictly increasing at index 2"):
+    with pytest.raises(DataError,
+                       match="shuffled.nc: time axis is not strictly increasing at index 2"):
         open_dataset(path)
 
 

@@ -11,12 +11,18 @@ import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
-
 from conftest import real_file
-from dafusion.data import integrity
+
 from dafusion.cli import main
 from dafusion.config import load_config
-from dafusion.data import DataError, GriddedSource, available_channels, describe, open_dataset
+from dafusion.data import (
+    DataError,
+    GriddedSource,
+    available_channels,
+    describe,
+    integrity,
+    open_dataset,
+)
 
 NC = ("era5", "era5_an_t_z_500_850hPa_1deg_global_2007010112.nc")
 GRIB = ("era5", "era5_an_t_z_500_850hPa_1deg_global_2007010112.grib")

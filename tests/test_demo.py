@@ -74,7 +74,8 @@ def test_demo_emulator_beats_persistence_at_12h_and_keeps_its_climate():
     for every channel, and a 30-day free run that stays finite with the truth's climate
     (global mean within 0.2 spatial std, spatial std within 20 %)."""
     from dafusion.emulator.checkpoint import demo_emulator_path, load_emulator
-    from dafusion.emulator.skill import free_run, on_grid, skill
+    from dafusion.emulator.skill import free_run, skill
+    from dafusion.emulator.states import on_grid
 
     model = load_emulator(demo_emulator_path())
     source = GriddedSource.open(demo_truth_path(), model.channels)

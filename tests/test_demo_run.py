@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from dafusion.cli import main
-from dafusion.prior import demo_prior_path
 from dafusion.normalise import Normaliser
+from dafusion.prior import demo_prior_path
 
 
 @pytest.mark.slow

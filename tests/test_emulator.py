@@ -6,11 +6,10 @@ import pytest
 import torch
 import xarray as xr
 
+import fakes
 from dafusion.emulator.model import LOG_SCALE, EmulatorStats, SFNOEmulator
 from dafusion.emulator.persistence import PersistenceEmulator
 from dafusion.grids import EquiangularGrid, LegendreGaussGrid
-
-import fakes
 from fakes import Constant
 
 GRID = LegendreGaussGrid(16, 32)

@@ -9,8 +9,12 @@ import torch
 import xarray as xr
 
 from dafusion.config import load_config
-from dafusion.emulator.checkpoint import (EmulatorCheckpointError, import_lucie,
-                                          load_emulator, save_emulator)
+from dafusion.emulator.checkpoint import (
+    EmulatorCheckpointError,
+    import_lucie,
+    load_emulator,
+    save_emulator,
+)
 from dafusion.emulator.sfno import SFNO
 from dafusion.grids import LegendreGaussGrid
 

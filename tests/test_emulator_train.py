@@ -5,13 +5,13 @@ import pytest
 import torch
 import xarray as xr
 from click.testing import CliRunner
+from test_prior_train import _wb2
 
 from dafusion.cli import main
 from dafusion.config import load_config
 from dafusion.emulator.checkpoint import load_emulator
 from dafusion.emulator.train import _pairs, _weighted_stats, train_emulator
 from dafusion.grids import LegendreGaussGrid
-from test_prior_train import _wb2
 
 
 def tiny_config(data_path, *extra):
@@ -46,7 +46,8 @@ def test_weighted_stats_brute_force():
         np.testing.assert_allclose(std[c], np.sqrt((((x[:, c] - m) ** 2) * ww).sum() / ww.sum()))
 
 
-@pytest.mark.parametrize("extra", [(), ("emulator.forcing=[tisr]", "emulator.train.rollout_steps=2")],
+@pytest.mark.parametrize("extra", [(), ("emulator.forcing=[tisr]",
+                                        "emulator.train.rollout_steps=2")],
                          ids=["plain", "tisr-rollout2"])
 def test_resume_continues_exactly(tmp_path, extra):
     cfg = tiny_config(_wb2(tmp_path), *extra)
@@ -66,7 +67,7 @@ def test_resume_continues_exactly(tmp_path, extra):
 
 def test_statistics_are_those_of_the_regridded_training_data(tmp_path):
     from dafusion.data import GriddedSource
-    from dafusion.emulator.skill import on_grid
+    from dafusion.emulator.states import on_grid
 
     path = _wb2(tmp_path)
     cfg = tiny_config(path)

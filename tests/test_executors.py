@@ -13,8 +13,8 @@ import pytest
 
 import fakes as cycle_fakes
 from dafusion.cycler.campaigns.executors import Job, RunJob, make_executor
-from dafusion.cycler.rundir import RunDir, RunError
 from dafusion.cycler.campaigns.sweep import sweep
+from dafusion.cycler.rundir import RunDir, RunError
 
 submitit = pytest.importorskip("submitit", reason="the 'slurm' extra (submitit) is not "
                                                    "installed: pip install 'dafusion[slurm]'")

@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from dafusion.emulator.forcing import (SOLAR_CONSTANT, _solar_terms, cos_zenith, read_orography,
-                                       toa_incident_solar)
+from dafusion.emulator.forcing import (
+    SOLAR_CONSTANT,
+    _solar_terms,
+    cos_zenith,
+    read_orography,
+    toa_incident_solar,
+)
 from dafusion.grids import LegendreGaussGrid
 
 

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 
-from dafusion.grids import (NAMED, EquiangularGrid, LegendreGaussGrid, grid_from_name,
-                            identify_grid, weighted_mean)
+from dafusion.grids import (
+    NAMED,
+    EquiangularGrid,
+    LegendreGaussGrid,
+    grid_from_name,
+    identify_grid,
+    weighted_mean,
+)
 
 ALL = list(NAMED.values())
 

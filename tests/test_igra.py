@@ -7,13 +7,20 @@ import zipfile
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import real_file
+
 from dafusion.cli import main
 from dafusion.config import load_config
 from dafusion.obs.igra import Rejections, parse_soundings, read_soundings
-from dafusion.obs.igra_import import (DUPLICATE, SUPPORTED, ImportSettings, import_igra,
-                                      interpolate_log_p, specific_humidity, synoptic_time)
+from dafusion.obs.igra_import import (
+    DUPLICATE,
+    SUPPORTED,
+    ImportSettings,
+    import_igra,
+    interpolate_log_p,
+    specific_humidity,
+    synoptic_time,
+)
 from dafusion.obs.table import read_table
 
 ERR = {v: 1.0 for v in SUPPORTED}

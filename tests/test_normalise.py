@@ -25,8 +25,12 @@ def test_round_trip_numpy_torch_xarray(norm):
 
 
 def test_variance_scaling(norm):
-    assert norm.scale_variance(np.array([225.0, 9e6])[:, None, None], axis=0).ravel() == \
-        pytest.approx([1.0, 1.0])
+    """Variances divide by std², covariances by std_c · std_o (std 15 and 3000 here)."""
+    assert norm.variance_at(np.array([225.0, 9e6]), np.array([0, 1])) == \
+        pytest.approx([1.0, 1.0], rel=1e-15)
+    cov = np.array([[225.0, 4500.0], [4500.0, 9e6]])  # correlation 0.1
+    np.testing.assert_allclose(norm.variance_at(cov, np.array([[0], [1]]), np.array([[0, 1]])),
+                               [[1.0, 0.1], [0.1, 1.0]], rtol=1e-15)
 
 
 def test_fit_matches_brute_force_area_weighted_stats():

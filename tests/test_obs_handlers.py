@@ -10,9 +10,9 @@ import torch
 
 from dafusion.config import SamplerConfig
 from dafusion.grids import EquiangularGrid, weighted_mean
+from dafusion.interp import PointInterpolation, fractional_indices
 from dafusion.normalise import Normaliser
 from dafusion.obs.gridded import Coarsening, GriddedObs
-from dafusion.interp import PointInterpolation, fractional_indices
 from dafusion.obs.stations import StationObs
 from dafusion.obs.table import ObservationTable
 from dafusion.prior.sampler import member_generators
@@ -312,12 +312,26 @@ def test_sigma_y_and_gamma_per_variable():
 
 def test_per_variable_settings_from_the_configuration():
     """--set run.sources.stations.gamma={temperature: 0.01} reaches the term: named
-    variables take their value, the others the configuration's default."""
+    variables take their value, the others the configuration's default (Γ̂ 0.1, or the
+    ``default`` entry; Σ_y each row's own (error_std / std)²)."""
     from dafusion.config import load_config
+    from dafusion.cycler.sources import Cycle
+    from dafusion.cycler.sources.stations import StationSource
 
-    st = load_config(None, ["run.sources.stations.gamma={temperature: 0.01}",
-                            "run.sources.stations.sigma_y={geopotential: 0.001}"]).run.sources.stations
-    assert st.gamma_of("temperature") == 0.01 and st.gamma_of("geopotential") == 0.1
-    assert st.sigma_y_of("geopotential") == 0.001 and st.sigma_y_of("temperature") is None
-    st = load_config(None, ["run.sources.stations.gamma={default: 0.3}"]).run.sources.stations
-    assert st.gamma_of("surface_pressure") == 0.3
+    norm = Normaliser(("t850", "z500", "sp"), np.array([270.0, 54000.0, 1e5]),
+                      np.array([10.0, 2000.0, 500.0]))
+    now = Cycle(0, np.datetime64("2020-01-01T01", "ns"), torch.zeros(3, *GRID.shape), None,
+                None)
+
+    def term(*settings):
+        st = load_config(None, list(settings)).run.sources.stations
+        (t,) = StationSource(st, _table(), ["t850", "z500", "sp"], norm, GRID).terms(now)
+        return t
+
+    t = term("run.sources.stations.gamma={temperature: 0.01}",
+             "run.sources.stations.sigma_y={geopotential: 0.001}")
+    assert list(t.rows.variable) == ["temperature", "geopotential", "surface_pressure"]
+    torch.testing.assert_close(t.gamma, torch.tensor([0.01, 0.1, 0.1]))
+    torch.testing.assert_close(t.sigma_y, torch.tensor([0.01, 0.001, 0.04]))
+    torch.testing.assert_close(term("run.sources.stations.gamma={default: 0.3}").gamma,
+                               torch.full((3,), 0.3))

@@ -3,7 +3,6 @@ closed-form Gaussian answers."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch

@@ -83,11 +83,11 @@ def test_two_gloo_ranks_give_the_one_process_run(config_file, tmp_path):
 def test_a_run_interrupted_in_one_process_is_resumed_on_two_ranks(config_file, tmp_path,
                                                                   monkeypatch):
     """Rank 0 owns the resume: the run's state from a crash here, resumed by torchrun."""
+    import torch
+
     from dafusion import threads
     from dafusion.config import load_config
     from dafusion.cycler.run import start_run
-
-    import torch
 
     before = torch.get_num_threads()
     threads.apply(1)  # as the subprocesses, which run with --threads 1

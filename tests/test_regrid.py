@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.special import sph_harm_y
 
-from dafusion.regrid import PointRegridder, SpectralRegridder, make_regridder
 from dafusion.grids import EquiangularGrid, LegendreGaussGrid, weighted_mean
+from dafusion.regrid import PointRegridder, SpectralRegridder, make_regridder
 
 FINE, COARSE = EquiangularGrid(32, 64), LegendreGaussGrid(16, 32)
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import fakes as cycle_fakes
 from dafusion.cli import main
 from dafusion.cycler.metrics import rank_histogram, spread_skill
-from dafusion.cycler.reporting.report import ReportError, make_report, obs_summary, RunView
+from dafusion.cycler.reporting.report import ReportError, RunView, make_report, obs_summary
 from dafusion.cycler.run import start_run
 
 

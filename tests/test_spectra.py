@@ -60,7 +60,8 @@ def test_era5_to_lucie_regrid_of_a_band_limited_field():
     lat_d, lon_d = np.meshgrid(np.deg2rad(dst.lat), np.deg2rad(dst.lon), indexing="ij")
 
     def field(lat, lon):  # degree <= 12
-        return np.sin(lat) ** 3 + np.cos(lat) ** 5 * np.cos(5 * lon) + np.cos(lat) ** 12 * np.sin(12 * lon)
+        return (np.sin(lat) ** 3 + np.cos(lat) ** 5 * np.cos(5 * lon)
+                + np.cos(lat) ** 12 * np.sin(12 * lon))
 
     import torch
 

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 import torch
-
 from conftest import real_file
+
 from dafusion.config import SynthObsConfig
 from dafusion.data import GriddedSource
 from dafusion.grids import EquiangularGrid
-from dafusion.obs.igra import read_station_list
 from dafusion.interp import interpolate
 from dafusion.normalise import Normaliser
+from dafusion.obs.igra import read_station_list
 from dafusion.obs.stations import StationObs
 from dafusion.obs.synth import Network, land_network, station_list_network, synthesise
 
@@ -95,7 +95,8 @@ def test_noise_has_the_configured_std(wb2_zarr):
 def test_missing_error_std_is_named(wb2_zarr):
     source = GriddedSource.open(wb2_zarr, ["u850"])
     net = Network(np.array(["A"]), np.zeros(1), np.zeros(1))
-    with pytest.raises(ValueError, match=r"obs.error_std: no error std for \['u_component_of_wind'\]"):
+    with pytest.raises(ValueError,
+                       match=r"obs.error_std: no error std for \['u_component_of_wind'\]"):
         synthesise(source, net, SynthObsConfig(error_std={"temperature": 1.0}))
 
 

@@ -21,7 +21,8 @@ def test_bad_channel_names(name):
 
 
 def test_unit_conversions():
-    assert units.to_canonical(np.array([0.0, -40.0]), "degC", "K") == pytest.approx([273.15, 233.15])
+    assert units.to_canonical(np.array([0.0, -40.0]), "degC", "K") == pytest.approx(
+        [273.15, 233.15])
     assert units.to_canonical(5000.0, "gpm", "m**2 s**-2") == pytest.approx(5000 * 9.80665)
     assert units.to_canonical(850.0, "hPa", "Pa") == 85000.0
     assert units.conversion("K", "kelvin") == (1.0, 0.0)

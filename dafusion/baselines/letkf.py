@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from dafusion.baselines.base import BaselineError, Observations, log_pressure_distance
-from dafusion.baselines.geometry import gaspari_cohn, grid_points, great_circle_km
+from dafusion.baselines.geometry import gaspari_cohn, great_circle_km, grid_points
 
 BLOCK = 2048  # grid points per block (memory: C · BLOCK · k² doubles)
 

@@ -28,8 +28,13 @@ def data_inspect(path: str | None, config_path: str | None, channels: str | None
     """Print channels, units, grid, time range and per-channel statistics of
     PATH (default: the shipped demo truth). PATH may be an fsspec URL of a zarr
     store (e.g. gs://...; the 'cloud' extra)."""
-    from dafusion.data import (GriddedSource, available_channels, demo_truth_path, describe,
-                               open_dataset)
+    from dafusion.data import (
+        GriddedSource,
+        available_channels,
+        demo_truth_path,
+        describe,
+        open_dataset,
+    )
 
     path = path or demo_truth_path()
     if channels:

@@ -84,7 +84,7 @@ def emulator_forecast(config_path: str | None, overrides: tuple[str, ...],
     """Forecast from the truth at INIT (regridded to the emulator grid); write netCDF."""
     from dafusion.data import GriddedSource, demo_truth_path
     from dafusion.emulator.checkpoint import load_emulator
-    from dafusion.emulator.skill import initial_state
+    from dafusion.emulator.states import initial_state
     from dafusion.io import forecast_dataset, write_netcdf
 
     cfg = load_config(config_path, overrides)
@@ -131,8 +131,7 @@ def emulator_report(config_path: str | None, overrides: tuple[str, ...],
     """Skill vs persistence and climatology, and a free run's climate."""
     from dafusion.data import GriddedSource, is_url
     from dafusion.emulator.checkpoint import load_emulator
-    from dafusion.emulator.skill import free_run, on_grid, skill, write_report
-    from dafusion.variables import parse_channel
+    from dafusion.emulator.skill import skill_report, write_report
 
     cfg = load_config(config_path, overrides)
     path = _checkpoint(cfg, checkpoint)
@@ -145,44 +144,12 @@ def emulator_report(config_path: str | None, overrides: tuple[str, ...],
             "demo truth (python -c 'import dafusion.data as d; print(d.demo_truth_path())') "
             "with --inits 6 --every-days 3 --days 7 --free-days 20")
     source = GriddedSource.open(truth_path, model.channels, member=cfg.data.member)
-    t0 = np.datetime64(start, "ns")
-    init_times = t0 + (np.arange(inits) * every_days * 24).astype("timedelta64[h]")
-    last = init_times[-1] + np.timedelta64(int(days * 24), "h")
-    if init_times[0] < source.times[0] or last > source.times[-1]:
-        raise ValueError(f"{truth_path}: {inits} initial times every {every_days} days from "
-                         f"{start} with {days}-day forecasts need the truth until "
-                         f"{str(last)[:16]}; it covers {str(source.times[0])[:16]} .. "
-                         f"{str(source.times[-1])[:16]} (change --start/--inits/--every-days)")
-    train = source.times[(source.times >= np.datetime64(cfg.data.train_start))
-                         & (source.times <= np.datetime64(cfg.data.train_end))]
-    if train.size and init_times[0] <= train[-1]:
-        click.echo(f"warning: initial times from {start} overlap the training period "
-                   f"(ends {str(train[-1])[:16]})", err=True)
-    if train.size:
-        clim_times, clim_label = train[:: max(1, train.size // 400)], "training period"
-    else:  # no training period in this truth: the climatology is in-sample, and says so
-        clim_times = source.times[::10]
-        clim_label = (f"IN-SAMPLE: {str(source.times[0])[:10]} .. {str(source.times[-1])[:10]} "
-                      "of the verification truth (it has no training period), which "
-                      "flatters the climatology reference")
-        click.echo(f"warning: climatology reference is {clim_label}", err=True)
-    clim = on_grid(source, clim_times, model.grid, model.channels, cfg.emulator.regrid)
-    steps = int(days * 24 // model.meta.time_step_hours)
-    result = {"checkpoint": Path(path).name, "grid": model.grid.name,
-              "train_period": [cfg.data.train_start, cfg.data.train_end],
-              "climatology": clim_label,
-              "command": " ".join(["cycler"] + sys.argv[1:]),
-              "units": [parse_channel(c).units for c in model.channels],
-              "skill": skill(model, source, init_times, steps, clim.values.mean(0),
-                             cfg.emulator.regrid, progress_bar)}
-    ref_end = t0 + np.timedelta64(int(free_days * 24), "h")
-    ref_times = source.times[(source.times >= t0) & (source.times <= ref_end)]
-    result["free_run_init"] = str(t0)[:16]
-    result["reference"] = (f"truth {str(ref_times[0])[:10]} .. {str(ref_times[-1])[:10]}, "
-                           f"{ref_times.size} states")
-    result["free_run"] = free_run(model, source, t0, free_days,
-                                  on_grid(source, ref_times, model.grid, model.channels,
-                                          cfg.emulator.regrid).values)
+    result = {"checkpoint": Path(path).name, **skill_report(
+        model, source, start=start, inits=inits, every_days=every_days, days=days,
+        free_days=free_days, regrid=cfg.emulator.regrid,
+        train_period=(cfg.data.train_start, cfg.data.train_end), progress=progress_bar,
+        warn=lambda text: click.echo(f"warning: {text}", err=True)),
+        "command": " ".join(["cycler"] + sys.argv[1:])}
     for f in write_report(result, Path(out)):
         click.echo(f"wrote {f}")
 

@@ -6,7 +6,8 @@ import contextlib
 import functools
 import sys
 import warnings
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
@@ -95,3 +96,18 @@ def key_values(items: tuple[str, ...], option: str) -> dict[str, str]:
             raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=option)
         out[key.strip()] = value.strip()
     return out
+
+
+def with_options(cfg: Any, section: str, **options: Any) -> Any:
+    """A command's typed options (None: not given) over the configuration's ``section``
+    (e.g. ``run``, ``prior.sampler``), validated like the file; a bad value is a usage
+    error naming the key."""
+    from dafusion.config import ConfigError, with_values
+
+    given = {f"{section}.{k}": v for k, v in options.items() if v is not None}
+    if not given:
+        return cfg
+    try:
+        return with_values(cfg, given)
+    except ConfigError as err:
+        raise click.BadParameter(str(err)) from None

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from dafusion.cli.main import config_options, friendly, main
+from dafusion.cli.main import config_options, friendly, main, with_options
 from dafusion.config import dump_config, load_config
 
 
@@ -34,9 +33,8 @@ def obs_synth(truth: str | None, out: str, station_list: str | None, start: str 
     from dafusion.obs.synth import land_network, station_list_network, synthesise
     from dafusion.obs.table import write_table
 
-    if station_list:
-        overrides = overrides + (f"obs.station_list={json.dumps(station_list)}",)
-    cfg = load_config(config_path, overrides)
+    cfg = with_options(load_config(config_path, overrides), "obs",
+                       station_list=station_list or None)
     if Path(out).exists() and not force:
         raise click.ClickException(f"{out}: already exists; pass --force to overwrite")
     source = GriddedSource.open(truth or demo_truth_path(), cfg.data.channels,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import click
 
-from dafusion.cli.main import config_options, friendly, key_values, main, progress_bar
+from dafusion.cli.main import config_options, friendly, key_values, main, progress_bar, with_options
 from dafusion.config import load_config
 
 if TYPE_CHECKING:
@@ -34,19 +34,6 @@ def _name(name: str) -> str:
                                  "'\\', '..' or surrounding spaces); use --out to write "
                                  "elsewhere", param_hint="--name")
     return name
-
-
-def _with_run_options(cfg, **options):  # noqa: ANN001, ANN003, ANN202
-    """The typed command-line options over ``run``, validated like the file."""
-    from dafusion.config import ConfigError
-
-    given = {k: v for k, v in options.items() if v is not None}
-    run = dataclasses.replace(cfg.run, **given)
-    try:
-        run.validate("run")
-    except ConfigError as err:
-        raise click.BadParameter(str(err)) from None
-    return dataclasses.replace(cfg, run=run)
 
 
 _MODE = click.Choice(["plain", "forecast", "reinit"])
@@ -104,7 +91,7 @@ def _run(ranks: Ranks, device: str, config_path: str | None, overrides: tuple[st
         with _interruptible(run_dir):
             state = resume_run(run_dir, device=device, progress=progress, ranks=ranks)
     else:
-        cfg = _with_run_options(load_config(config_path, list(overrides)), mode=mode,
+        cfg = with_options(load_config(config_path, list(overrides)), "run", mode=mode,
                                 method=method, start=start, days=days, members=members)
         run_dir = Path(ranks.broadcast_text(str(_run_dir(cfg, out, name))))
         with _interruptible(run_dir):
@@ -148,9 +135,9 @@ def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
     """RMSE by variable and lead day for runs over the same truth and window; one campaign
     directory (cycler sweep --starts): the settings over its windows, with confidence
     intervals and a paired comparison."""
+    from dafusion.cycler.campaigns.compare import compare
     from dafusion.cycler.campaigns.index import is_campaign
     from dafusion.cycler.campaigns.statistics import compare_campaign
-    from dafusion.cycler.campaigns.compare import compare
 
     if len(runs) == 1 and is_campaign(Path(runs[0])):
         table, files = compare_campaign(Path(runs[0]), Path(out) if out else None)
@@ -218,7 +205,7 @@ def sweep_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | N
         raise click.UsageError("sweep: give at least one --set key=v1,v2,... (or --starts)")
     if starts and start:
         raise click.UsageError("give --start or --starts, not both")
-    cfg = _with_run_options(load_config(config_path, fixed), mode=mode, method=method,
+    cfg = with_options(load_config(config_path, fixed), "run", mode=mode, method=method,
                             start=start, days=days, members=members)
     extra = key_values(slurm_options, "--slurm")
     run_on = make_executor(executor, jobs=jobs, partition=partition, time_min=time_min,
@@ -294,11 +281,9 @@ def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int 
     from dafusion.cycler.reporting import bench
     from dafusion.io import write_text
 
-    extra = [f"prior.sampler.precision={precision}"] if precision else []
-    extra += ["prior.sampler.compile=true"] if compile_ else []
-    extra += ["prior.sampler.channels_last=true"] if channels_last else []
-    extra += [f"prior.sampler.micro_batch={micro_batch}"] if micro_batch is not None else []
-    cfg = load_config(config_path, list(overrides) + extra)
+    cfg = with_options(load_config(config_path, list(overrides)), "prior.sampler",
+                       precision=precision, compile=compile_ or None,
+                       channels_last=channels_last or None, micro_batch=micro_batch)
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: no CUDA device is available")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
 import click
 
-from dafusion.cli.main import progress_bar, config_options, friendly, main
+from dafusion.cli.main import config_options, friendly, main, progress_bar, with_options
 from dafusion.config import load_config
 
 
@@ -27,9 +26,7 @@ def world_generate(config_path: str | None, overrides: tuple[str, ...], out: str
     """Spin up Held-Suarez and write a 6-hourly nature run."""
     from dafusion.world import generate_world
 
-    if days is not None:
-        overrides = overrides + (f"world.days={days}",)
-    cfg = load_config(config_path, overrides)
+    cfg = with_options(load_config(config_path, overrides), "world", days=days)
     timing = generate_world(cfg.world, out, force=force, resume=resume, progress=progress_bar)
     rate = timing["simulated_days"] / max(timing["seconds"], 1e-9)
     click.echo(f"wrote {out}: {timing['simulated_days']:g} simulated days in "

@@ -16,7 +16,6 @@ import yaml
 from dafusion.config.schema import Config
 from dafusion.config.validate import ConfigError
 
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -80,6 +79,20 @@ def with_overrides(cfg: Any, overrides: typing.Sequence[str], source: str = "--s
         return from_dict(type(cfg), raw, "")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
+
+
+def with_values(cfg: Any, values: dict[str, Any]) -> Any:
+    """A copy of ``cfg`` with typed ``{"a.b.c": value}`` settings (a command's options),
+    validated like the file; ConfigError names the key."""
+    raw = to_dict(cfg)
+    for key, value in values.items():
+        node, parts = raw, key.split(".")
+        for part in parts[:-1]:
+            node = node.get(part)
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: {part} is not a section")
+        node[parts[-1]] = value
+    return from_dict(type(cfg), raw, "")
 
 
 def from_dict(cls: type, raw: Any, path: str) -> Any:

@@ -8,9 +8,7 @@ import typing
 import warnings
 from typing import Literal
 
-from dafusion.config.validate import (ConfigError, non_negative, parse_time,
-                                      per_variable, positive)
-
+from dafusion.config.validate import ConfigError, non_negative, parse_time, per_variable, positive
 
 PerVariable = typing.Union[float, dict[str, float]]
 
@@ -47,14 +45,6 @@ class StationSourceConfig:
         positive(self, path, "window_hours", "background_std")
         per_variable(self.sigma_y, f"{path}.sigma_y", strict=True, default_key=False)
         per_variable(self.gamma, f"{path}.gamma", strict=False, default_key=True)
-
-    def gamma_of(self, variable: str) -> float:
-        """Γ̂ of one variable's observations."""
-        return of_variable(self.gamma, variable, GAMMA_DEFAULT)
-
-    def sigma_y_of(self, variable: str) -> float | None:
-        """Σ_y of one variable's observations; None = each row's own error std."""
-        return of_variable(self.sigma_y, variable)
 
 
 GAMMA_DEFAULT = StationSourceConfig.gamma

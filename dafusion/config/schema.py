@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from dafusion.config.models import (DataConfig, EmulatorConfig, PriorConfig, SynthObsConfig,
-                                    WorldConfig)
+from dafusion.config.models import (
+    DataConfig,
+    EmulatorConfig,
+    PriorConfig,
+    SynthObsConfig,
+    WorldConfig,
+)
 from dafusion.config.run import RunConfig
 
 

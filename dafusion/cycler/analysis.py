@@ -23,14 +23,14 @@ mean at the first analysis).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
 from dafusion.baselines import letkf, oi
-from dafusion.baselines.base import (BaselineError, Observations, channel_levels,
-                                     observations)
+from dafusion.baselines.base import BaselineError, Observations, channel_levels, observations
 from dafusion.config import SamplerConfig
 from dafusion.cycler import seeding
 from dafusion.cycler.rundir import RunError

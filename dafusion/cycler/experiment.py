@@ -32,7 +32,8 @@ import xarray as xr
 from dafusion.config import Config, ConfigError, dump_config
 from dafusion.cycler import seeding
 from dafusion.cycler.modes import ForecastMode, Mode, PlainMode, ReinitMode
-from dafusion.cycler.ranks import SINGLE, Ranks, check as check_ranks
+from dafusion.cycler.ranks import SINGLE, Ranks
+from dafusion.cycler.ranks import check as check_ranks
 from dafusion.cycler.rundir import Header, RunError
 from dafusion.data import GriddedSource, demo_truth_path, is_url
 from dafusion.emulator.base import ForecastModel
@@ -144,7 +145,7 @@ class Experiment:
         run = self.cfg.run
         if self.emulator is None:
             return PlainMode()
-        from dafusion.emulator.skill import initial_state
+        from dafusion.emulator.states import initial_state
 
         initial = initial_state(self.truth.select(self.emulator.channels), self.times[0],
                                 self.emulator, self.cfg.emulator.regrid)

@@ -21,8 +21,6 @@ import numpy as np
 from dafusion.grids import AnyGrid, weighted_mean
 
 
-
-
 def crps_field(ens: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Pointwise fair ensemble CRPS: ``ens (M, ...)``, ``truth (...)`` -> ``(...)``."""
     m = ens.shape[0]

@@ -24,8 +24,8 @@ import xarray as xr
 
 from dafusion.cycler.metrics import ensemble_scores
 from dafusion.grids import AnyGrid
-from dafusion.obs.base import LikelihoodTerm
 from dafusion.io import state_dataset
+from dafusion.obs.base import LikelihoodTerm
 from dafusion.variables import parse_channel
 
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from dafusion.cycler.record import analysis_dataset, metric_rows, obs_row
-from dafusion.cycler.rundir import (ANALYSIS, FORECAST, MEMBERS, Header, RunDir, RunError,
-                                    Tables)
+from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, Header, RunDir, RunError, Tables
 from dafusion.cycler.sources import carry, restore
 from dafusion.io import state_dataset
 from dafusion.progress import null_progress

@@ -22,8 +22,9 @@ rank 0 alone writes (``ranks.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

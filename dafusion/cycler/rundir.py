@@ -33,8 +33,9 @@ import datetime as dt
 import json
 import os
 import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 try:
     import fcntl
@@ -125,7 +126,7 @@ class RunDir:
     # ------------------------------------------------------------------ writing
 
     @classmethod
-    def make(cls, path: str | Path) -> "RunDir":
+    def make(cls, path: str | Path) -> RunDir:
         """A new, empty directory; an existing one is never reused (of two processes
         creating the same directory at once, one gets it)."""
         run = cls(path)
@@ -138,7 +139,7 @@ class RunDir:
         return run
 
     @classmethod
-    def create(cls, path: str | Path, header: Header) -> "RunDir":
+    def create(cls, path: str | Path, header: Header) -> RunDir:
         """A new directory with its header."""
         run = cls.make(path)
         run.write_header(header)

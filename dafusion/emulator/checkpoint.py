@@ -30,8 +30,13 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dafusion.checkpoint import (CheckpointError, read_checkpoint_meta, read_record,
-                                 read_weights, write_checkpoint)
+from dafusion.checkpoint import (
+    CheckpointError,
+    read_checkpoint_meta,
+    read_record,
+    read_weights,
+    write_checkpoint,
+)
 from dafusion.config import ConfigError, EmulatorConfig, SFNOConfig, from_dict
 from dafusion.emulator.forcing import read_orography
 from dafusion.emulator.model import EmulatorMeta, EmulatorStats, SFNOEmulator

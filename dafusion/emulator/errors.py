@@ -34,8 +34,9 @@ another world seed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,12 +44,17 @@ import xarray as xr
 
 from dafusion.data import GriddedSource
 from dafusion.emulator.base import ForecastModel
-from dafusion.emulator.skill import on_grid
-from dafusion.progress import null_progress
+from dafusion.emulator.states import on_grid
 from dafusion.grids import AnyGrid, weighted_mean
+from dafusion.progress import null_progress
 from dafusion.regrid import make_regridder, max_degree
-from dafusion.spectra import (analysis_matrix, coefficient_power, coefficients, m_weights,
-                              point_variance)
+from dafusion.spectra import (
+    analysis_matrix,
+    coefficient_power,
+    coefficients,
+    m_weights,
+    point_variance,
+)
 
 FILE = "errors.nc"
 

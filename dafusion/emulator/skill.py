@@ -1,4 +1,4 @@
-"""Initial states from the truth, and the emulator's skill report.
+"""The emulator's skill report.
 
 Skill is the latitude-weighted RMSE (WeatherBench convention: weights
 proportional to the cell area, i.e. the Gauss weights on the emulator grid)
@@ -13,44 +13,74 @@ standard deviation per channel are compared with the truth's.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
-import xarray as xr
 
 from dafusion.data import GriddedSource
 from dafusion.emulator.base import ForecastModel
+from dafusion.emulator.states import initial_state, on_grid
 from dafusion.grids import AnyGrid, weighted_mean
+from dafusion.io import write_text
 from dafusion.progress import null_progress
-from dafusion.regrid import make_regridder
+from dafusion.variables import parse_channel
 
 
-def on_grid(source: GriddedSource, times: np.ndarray, grid: AnyGrid, channels: list[str],
-            method: str = "spectral") -> xr.DataArray:
-    """Truth states at ``times`` regridded to ``grid``: ``(time, channel, lat, lon)``."""
-    times = np.asarray(times, "datetime64[ns]")
-    missing = [str(t)[:16] for t in times if t not in set(source.times)]
-    if missing:
-        raise ValueError(f"{source.path}: no truth at {missing[:5]}"
-                         f"{' ...' if len(missing) > 5 else ''} (data covers "
-                         f"{str(source.times[0])[:16]} .. {str(source.times[-1])[:16]})")
-    values = source.stack().sel(time=times, channel=channels).values
-    if source.grid != grid:
-        values = make_regridder(source.grid, grid, method)(
-            torch.as_tensor(values, dtype=torch.float64)).numpy()
-    return xr.DataArray(values, dims=("time", "channel", "lat", "lon"),
-                        coords={"time": times, "channel": channels, "lat": grid.lat,
-                                "lon": grid.lon})
+def skill_report(model: ForecastModel, source: GriddedSource, *, start: str, inits: int,
+                 every_days: float, days: float, free_days: float, regrid: str,
+                 train_period: tuple[str, str], progress: Callable[..., Any] | None = None,
+                 warn: Callable[[str], None] = warnings.warn) -> dict[str, Any]:
+    """Skill of ``inits`` forecasts of ``days`` every ``every_days`` from ``start`` against
+    persistence and climatology (the training period's states, or in-sample, said so, when
+    the truth has none), and the climate of a ``free_days`` free run from ``start``.
+    ``warn`` receives what the reader must know (initial times inside the training period,
+    an in-sample climatology). ValueError when the truth is too short."""
+    t0 = np.datetime64(start, "ns")
+    init_times = t0 + (np.arange(inits) * every_days * 24).astype("timedelta64[h]")
+    last = init_times[-1] + np.timedelta64(int(days * 24), "h")
+    if init_times[0] < source.times[0] or last > source.times[-1]:
+        raise ValueError(f"{source.path}: {inits} initial times every {every_days} days from "
+                         f"{start} with {days}-day forecasts need the truth until "
+                         f"{str(last)[:16]}; it covers {str(source.times[0])[:16]} .. "
+                         f"{str(source.times[-1])[:16]} (change --start/--inits/--every-days)")
+    clim_times, clim_label = _climatology_times(source, init_times, train_period, warn)
+    clim = on_grid(source, clim_times, model.grid, model.channels, regrid)
+    steps = int(days * 24 // model.meta.time_step_hours)
+    result = {"grid": model.grid.name, "train_period": list(train_period),
+              "climatology": clim_label,
+              "units": [parse_channel(c).units for c in model.channels],
+              "skill": skill(model, source, init_times, steps, clim.values.mean(0), regrid,
+                             progress)}
+    ref_times = source.times[(source.times >= t0)
+                             & (source.times <= t0 + np.timedelta64(int(free_days * 24), "h"))]
+    result["free_run_init"] = str(t0)[:16]
+    result["reference"] = (f"truth {str(ref_times[0])[:10]} .. {str(ref_times[-1])[:10]}, "
+                           f"{ref_times.size} states")
+    result["free_run"] = free_run(model, source, t0, free_days, on_grid(
+        source, ref_times, model.grid, model.channels, regrid).values)
+    return result
 
 
-def initial_state(source: GriddedSource, time: str | np.datetime64, model: ForecastModel,
-                  method: str = "spectral") -> xr.DataArray:
-    """The truth at ``time`` on the model's grid, ``(member=1, channel, lat, lon)``."""
-    state = on_grid(source, np.array([np.datetime64(time, "ns")]), model.grid, model.channels,
-                    method)
-    return state.isel(time=0).expand_dims("member")
+def _climatology_times(source: GriddedSource, init_times: np.ndarray,
+                       train_period: tuple[str, str], warn: Callable[[str], None]
+                       ) -> tuple[np.ndarray, str]:
+    """At most ~400 states of the training period, or every 10th state of the truth
+    (in-sample) when it has no training period; and how the report names them."""
+    times = source.times
+    train = times[(times >= np.datetime64(train_period[0]))
+                  & (times <= np.datetime64(train_period[1]))]
+    if train.size and init_times[0] <= train[-1]:
+        warn(f"initial times from {str(init_times[0])[:16]} overlap the training period "
+             f"(ends {str(train[-1])[:16]})")
+    if train.size:
+        return train[:: max(1, train.size // 400)], "training period"
+    label = (f"IN-SAMPLE: {str(times[0])[:10]} .. {str(times[-1])[:10]} of the verification "
+             "truth (it has no training period), which flatters the climatology reference")
+    warn(f"climatology reference is {label}")
+    return times[::10], label
 
 
 def lat_weighted_rmse(err: np.ndarray, grid: AnyGrid) -> np.ndarray:
@@ -121,7 +151,7 @@ def write_report(result: dict[str, Any], out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     sk, fr = result["skill"], result["free_run"]
-    (out / "skill.json").write_text(json.dumps(result, indent=1))
+    write_text(out / "skill.json", json.dumps(result, indent=1))
     leads = np.array(sk["lead_hours"])
     chans = sk["channels"]
     rm = {k: np.array(v) for k, v in sk["rmse"].items()}
@@ -149,7 +179,7 @@ def write_report(result: dict[str, Any], out: Path) -> list[Path]:
         lines.append(f"| {name} | {fr['global_mean'][c]:.5g} | {fr['truth_global_mean'][c]:.5g}"
                      f" | {fr['spatial_std'][c]:.4g} | {fr['truth_spatial_std'][c]:.4g} | "
                      f"{fr['std_ratio'][c]:.2f} |")
-    (out / "skill.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "skill.md", "\n".join(lines) + "\n")
     ncol = 3
     nrow = int(np.ceil(len(chans) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)

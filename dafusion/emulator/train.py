@@ -24,8 +24,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,10 +36,10 @@ from dafusion.data import GriddedSource
 from dafusion.emulator.checkpoint import meta_from_config, save_emulator
 from dafusion.emulator.forcing import read_orography
 from dafusion.emulator.model import LOG_SCALE, EmulatorMeta, EmulatorStats, SFNOEmulator
-from dafusion.grids import AnyGrid
+from dafusion.grids import AnyGrid, weighted_mean
 from dafusion.io import recover_directory
-from dafusion.training import Trainer
 from dafusion.regrid import make_regridder
+from dafusion.training import Trainer
 
 VALID_STATES = 256
 
@@ -58,11 +59,10 @@ def regridded_period(source: GriddedSource, channels: list[str], start: str, end
     return stack["time"].values, out
 
 
-def _weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _weighted_stats(x: np.ndarray, grid: AnyGrid) -> tuple[np.ndarray, np.ndarray]:
     """Area-weighted mean and std per channel of ``x (n, c, lat, lon)``."""
-    wl = (w / w.sum() / x.shape[-1])[None, None, :, None]
-    mean = (x * wl).sum((2, 3)).mean(0)
-    var = (((x - mean[None, :, None, None]) ** 2) * wl).sum((2, 3)).mean(0)
+    mean = weighted_mean(x, grid).mean(0)
+    var = weighted_mean((x - mean[None, :, None, None]) ** 2, grid).mean(0)
     return mean, np.sqrt(var)
 
 
@@ -95,7 +95,7 @@ class EmulatorData:
         if self.starts.size == 0:
             raise ValueError(f"{cfg.data.path}: no states {meta.time_step_hours} h apart in "
                              f"{start} .. {end}")
-        w = meta.grid.lat_weights
+        w = meta.grid  # the statistics are area-weighted on it
         if stats is None:
             mean, std = _weighted_stats(self.states, w)
             one = _pairs(self.times, step, 1)

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Callable, Protocol, Sequence, Union
+from collections.abc import Callable, Sequence
+from typing import Protocol, Union
 
 import numpy as np
 import torch

@@ -30,14 +30,21 @@ coefficient variance v_l has point variance Σ_l (2l+1) v_l / 4π (addition theo
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from collections.abc import Callable
+from typing import Union
 
 import numpy as np
 import torch
 
 from dafusion.grids import AnyGrid
-from dafusion.spectra import (analysis_matrix, coefficient_power, coefficients, m_weights,
-                              point_variance, synthesis)
+from dafusion.spectra import (
+    analysis_matrix,
+    coefficient_power,
+    coefficients,
+    m_weights,
+    point_variance,
+    synthesis,
+)
 
 Matrix = Union[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
 

@@ -30,7 +30,8 @@ The error model (``from_forecast``):
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -39,8 +40,13 @@ from torch import nn
 from dafusion.grids import AnyGrid
 from dafusion.normalise import Normaliser
 from dafusion.obs.base import Covariance, Locations, validate_term
-from dafusion.obs.covariance import (SpectralCovariance, gaussian_prior_gamma,
-                                     sample_spectral, white_gamma, white_noise_variance)
+from dafusion.obs.covariance import (
+    SpectralCovariance,
+    gaussian_prior_gamma,
+    sample_spectral,
+    white_gamma,
+    white_noise_variance,
+)
 from dafusion.regrid import METHODS, make_regridder
 from dafusion.spectra import point_variance
 
@@ -78,7 +84,7 @@ class ForecastObs:
                       normaliser: Normaliser, grid: AnyGrid, regrid: str,
                       sigma_y: float | Spectrum, gamma: float | Spectrum, weight: float,
                       covariance: str = "diagonal", name: str = "emulator",
-                      perturb: list[torch.Generator] | None = None) -> "ForecastObs":
+                      perturb: list[torch.Generator] | None = None) -> ForecastObs:
         """``forecast``: ``(C_f, h, w)`` or ``(B, C_f, h, w)`` (one per member), physical;
         the error model: see the module docstring. ``perturb``: one generator per member;
         member m's pseudo-observation is the forecast plus a draw of its errors."""
@@ -107,14 +113,14 @@ class ForecastObs:
         normalised = normaliser.normalise_at(picked, np.array(idx)[None, :, None, None])
         y = torch.as_tensor(normalised.reshape(fc.shape[0], -1), dtype=torch.float32)
         pick = [forecast_channels.index(c) for c in shared]
-        inv_std = normaliser.scale_at(np.ones(len(idx)), np.array(idx))
+        at = np.array(idx)
         if not np.isscalar(sigma_y) and np.ndim(sigma_y) == 3:  # (degree, C_f, C_f)
-            sigma_y = (np.asarray(sigma_y)[:, pick][:, :, pick]
-                       * inv_std[None, :, None] * inv_std[None, None, :])
+            sigma_y = normaliser.variance_at(np.asarray(sigma_y)[:, pick][:, :, pick],
+                                             at[None, :, None], at[None, None, :])
         elif not np.isscalar(sigma_y):
-            sigma_y = np.asarray(sigma_y)[pick] * inv_std[:, None] ** 2
+            sigma_y = normaliser.variance_at(np.asarray(sigma_y)[pick], at[:, None])
         if not np.isscalar(gamma):
-            gamma = np.asarray(gamma)[pick] * inv_std[:, None] ** 2
+            gamma = normaliser.variance_at(np.asarray(gamma)[pick], at[:, None])
         error = _error_model(sigma_y, gamma, covariance, forecast_grid, grid,
                              f"observation source '{name}'")
         if perturb is not None:

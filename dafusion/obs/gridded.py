@@ -81,7 +81,7 @@ class GriddedObs:
     @classmethod
     def from_truth(cls, truth: torch.Tensor, coarsening: Coarsening, *, noise_std: float,
                    generator: torch.Generator, sigma_y: float, gamma: float,
-                   weight: float, name: str = "gridded") -> "GriddedObs":
+                   weight: float, name: str = "gridded") -> GriddedObs:
         """``truth (C, H, W)`` normalised -> coarsened + N(0, noise_std²) (normalised units).
 
         The paper's values for its LR data (section 3.4): Σ_y = 0.1, Γ̂ = 5e-3.

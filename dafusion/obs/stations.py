@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from dafusion.grids import AnyGrid
-from dafusion.normalise import Normaliser
 from dafusion.interp import PointInterpolation
+from dafusion.normalise import Normaliser
 from dafusion.obs.base import Covariance, validate_term
 from dafusion.obs.table import ObservationTable
 from dafusion.variables import parse_channels
@@ -60,7 +60,7 @@ class StationObs:
                    window_hours: float, method: str,
                    sigma_y: float | dict[str, float | None] | None,
                    gamma: float | dict[str, float], weight: float,
-                   name: str = "stations") -> "StationObs":
+                   name: str = "stations") -> StationObs:
         """Rows within ±``window_hours`` of ``time``; see the module docstring."""
         normaliser.check_channels(channels, f"observation source '{name}'")
         rows = table.window(np.datetime64(time, "ns"),

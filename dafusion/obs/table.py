@@ -69,22 +69,22 @@ class ObservationTable:
         return int(self.time.size)
 
     @classmethod
-    def concat(cls, tables: list["ObservationTable"]) -> "ObservationTable":
+    def concat(cls, tables: list[ObservationTable]) -> ObservationTable:
         if not tables:
             return empty_table()
         return cls(**{f.name: np.concatenate([getattr(t, f.name) for t in tables])
                       for f in dataclasses.fields(cls)})
 
-    def subset(self, mask: np.ndarray) -> "ObservationTable":
+    def subset(self, mask: np.ndarray) -> ObservationTable:
         return ObservationTable(**{f.name: getattr(self, f.name)[mask]
                                    for f in dataclasses.fields(self)})
 
-    def window(self, centre: np.datetime64, half_width: np.timedelta64) -> "ObservationTable":
+    def window(self, centre: np.datetime64, half_width: np.timedelta64) -> ObservationTable:
         """Rows with |time - centre| <= half_width."""
         delta = np.abs(self.time - np.datetime64(centre, "ns"))
         return self.subset(delta <= half_width)
 
-    def equals(self, other: "ObservationTable") -> bool:
+    def equals(self, other: ObservationTable) -> bool:
         """Exact equality of every column (NaN levels compare equal)."""
         for f in dataclasses.fields(self):
             a, b = getattr(self, f.name), getattr(other, f.name)

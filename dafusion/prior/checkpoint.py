@@ -22,8 +22,13 @@ from typing import Any
 
 import torch
 
-from dafusion.checkpoint import (CheckpointError, read_checkpoint_meta, read_record,
-                                 read_weights, write_checkpoint)
+from dafusion.checkpoint import (
+    CheckpointError,
+    read_checkpoint_meta,
+    read_record,
+    read_weights,
+    write_checkpoint,
+)
 from dafusion.config import ConfigError, EDMConfig, NetworkConfig, from_dict
 from dafusion.grids import AnyGrid, grid_from_name
 from dafusion.normalise import Normaliser

@@ -33,7 +33,7 @@ evaluations, no network.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

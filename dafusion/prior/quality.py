@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from dafusion.grids import AnyGrid, weighted_mean
+from dafusion.io import write_text
 from dafusion.spectra import power_spectrum
 
 
@@ -36,7 +37,6 @@ def compare(samples: np.ndarray, data: np.ndarray, channels: list[str], grid: An
             lmax: int) -> dict[str, Any]:
     """``samples (n, channel, lat, lon)`` vs ``data (m, channel, lat, lon)``, physical units."""
     report: dict[str, Any] = {"lmax": lmax, "channels": {}}
-    w = grid.lat_weights
     for c, name in enumerate(channels):
         s, d = samples[:, c], data[:, c]
         zonal_s, zonal_d = s.mean(axis=(0, 2)), d.mean(axis=(0, 2))
@@ -46,7 +46,8 @@ def compare(samples: np.ndarray, data: np.ndarray, channels: list[str], grid: An
         log_ratio = np.log10(np.maximum(spec_s[band], 1e-300) / np.maximum(spec_d[band], 1e-300))
         report["channels"][name] = {
             "samples": weighted_moments(s, grid), "data": weighted_moments(d, grid),
-            "zonal_mean_rms_difference": float(np.sqrt(np.sum(w * (zonal_s - zonal_d) ** 2))),
+            "zonal_mean_rms_difference": float(np.sqrt(weighted_mean(np.broadcast_to(
+                ((zonal_s - zonal_d) ** 2)[:, None], grid.shape), grid))),
             "spectrum_rms_log10_ratio": float(np.sqrt(np.mean(log_ratio**2))),
             "spectrum_samples": spec_s.tolist(), "spectrum_data": spec_d.tolist()}
     return report
@@ -60,7 +61,7 @@ def write_report(report: dict[str, Any], units: list[str], out: str | Path) -> l
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(report, indent=1))
+    write_text(out / "quality.json", json.dumps(report, indent=1))
     lines = [f"# Prior quality: {report.get('checkpoint', '')}", "",
              f"{report.get('n_samples')} unconditional samples vs {report.get('n_data')} data "
              f"times ({report.get('data_span', '')}); "
@@ -75,7 +76,7 @@ def write_report(report: dict[str, Any], units: list[str], out: str | Path) -> l
                      f"{d['skewness']:.2f} | {s['excess_kurtosis']:.2f} / "
                      f"{d['excess_kurtosis']:.2f} | {r['zonal_mean_rms_difference']:.4g} | "
                      f"{r['spectrum_rms_log10_ratio']:.3f} |")
-    (out / "quality.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "quality.md", "\n".join(lines) + "\n")
     names = list(report["channels"])
     cols = min(3, len(names))
     rows = -(-len(names) // cols)

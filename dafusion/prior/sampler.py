@@ -13,7 +13,8 @@ size or on the other members (the network has no batch coupling).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -22,16 +22,17 @@ import copy
 import os
 import platform
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from dafusion.config import Config, dump_config
 from dafusion.data import GriddedSource, load
-from dafusion.normalise import Normaliser
 from dafusion.io import recover_directory as recover
+from dafusion.normalise import Normaliser
 from dafusion.prior.checkpoint import PriorMeta, build_denoiser, read_meta, save_prior
 from dafusion.prior.edm import edm_loss
 from dafusion.training import Trainer

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from dafusion.cycler.rundir import RunDir, same_identity
+from dafusion.io import write_text
 
 
 class CompareError(ValueError):
@@ -112,8 +113,8 @@ def compare(runs: list[Path], out: Path | None = None,
     files: list[Path] = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.md").write_text("# Runs by lead day\n\n" + table)
-        (out / "compare.csv").write_text("\n".join(csv_rows) + "\n")
+        write_text(out / "compare.md", "# Runs by lead day\n\n" + table)
+        write_text(out / "compare.csv", "\n".join(csv_rows) + "\n")
         files = [out / "compare.md", out / "compare.csv",
                  plot_rmse(metrics, labels, channels, out / "compare.png")]
     return table, files

@@ -32,8 +32,9 @@ import multiprocessing
 import os
 import signal
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 from dafusion.cycler.rundir import RunDir, RunError
 

@@ -26,9 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dafusion.cycler.campaigns.index import read_index
 from dafusion.cycler.campaigns.compare import CompareError, scores_by_lead
+from dafusion.cycler.campaigns.index import read_index
 from dafusion.cycler.rundir import RunDir, same_identity
+from dafusion.io import write_text
 
 RESAMPLES = 2000
 SCORES = {"rmse": "RMSE of the ensemble mean", "crps": "Fair CRPS"}
@@ -90,8 +91,8 @@ def compare_campaign(root: str | Path, out: str | Path | None = None
     table = "\n".join(text)
     out = Path(out) if out else root
     out.mkdir(parents=True, exist_ok=True)
-    (out / "campaign.md").write_text(table + "\n")
-    (out / "campaign.csv").write_text("\n".join(csv) + "\n")
+    write_text(out / "campaign.md", table + "\n")
+    write_text(out / "campaign.csv", "\n".join(csv) + "\n")
     figure = plot_campaign(settings, channels, columns, arrays["rmse"], len(windows),
                            out / "campaign.png")
     return table, [out / "campaign.md", out / "campaign.csv", figure]

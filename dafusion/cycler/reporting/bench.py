@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -28,10 +28,20 @@ from pathlib import Path
 import numpy as np
 
 from dafusion.cycler.campaigns.compare import check_comparable, plot_rmse, scores_by_lead
-from dafusion.cycler.reporting.figures import (calibration, figure_calibration, figure_map,
-                                     figure_obs_space, figure_scatter, figure_spectra,
-                                     figure_superres, figure_trace, obs_summary, units)
+from dafusion.cycler.reporting.figures import (
+    calibration,
+    figure_calibration,
+    figure_map,
+    figure_obs_space,
+    figure_scatter,
+    figure_spectra,
+    figure_superres,
+    figure_trace,
+    obs_summary,
+    units,
+)
 from dafusion.cycler.reporting.runview import ReportError, RunView
+from dafusion.io import write_text
 
 __all__ = ["ReportError", "RunView", "make_report"]
 
@@ -62,7 +72,7 @@ def make_report(run_dirs: list[Path], out: Path, variables: list[str] | None = N
     for ch in variables:
         lines += _field_section(first, ch, cycles, latitude, out)
     page = out / "report.md"
-    page.write_text("\n".join(lines) + "\n")
+    write_text(page, "\n".join(lines) + "\n")
     return page
 
 

@@ -10,7 +10,13 @@ pseudo-observation, with the adaptive Σ_y of ``adaptive.py``). The likelihood t
 themselves are ``dafusion.obs``'s.
 """
 
-from dafusion.cycler.sources.base import (Cycle, ObservationSource, build_sources, carry,
-                                          observe, restore)
+from dafusion.cycler.sources.base import (
+                                          Cycle,
+                                          ObservationSource,
+                                          build_sources,
+                                          carry,
+                                          observe,
+                                          restore,
+)
 
 __all__ = ["Cycle", "ObservationSource", "build_sources", "carry", "observe", "restore"]

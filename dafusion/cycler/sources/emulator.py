@@ -75,9 +75,10 @@ class EmulatorSource:
         stats = self.statistics
         shared = [c for c in state.channels if c in self.channels]
         idx = np.array([self.channels.index(c) for c in shared])
-        inv_var = self.normaliser.scale_at(np.ones(len(idx)), idx) ** 2
-        q = point_variance(at_lead(stats, state.lead_hours, shared)) * inv_var
-        u = stats["unresolved_variance"].sel(channel=shared).values * inv_var
+        q = self.normaliser.variance_at(point_variance(at_lead(stats, state.lead_hours, shared)),
+                                        idx)
+        u = self.normaliser.variance_at(stats["unresolved_variance"].sel(channel=shared).values,
+                                        idx)
         return innovation_scales(self.innovations.current(cycle), background, self.channels,
                                  dict(zip(shared, q)), dict(zip(shared, u)))
 
