@@ -229,6 +229,9 @@ def test_a_term_with_correlated_errors_or_no_locations_is_refused_by_name():
     class Nowhere:
         name, weight, covariance, y, sigma_y = "nowhere", 1.0, None, torch.zeros(1), 1.0
 
+        def locations(self):
+            return None
+
     with pytest.raises(BaselineError, match="'nowhere' does not say where"):
         observations([Nowhere()], "letkf")
     assert len(observations([term, dataclasses.replace(term, weight=0.0)], "oi")) == 1

@@ -11,7 +11,7 @@ from dafusion.cli import main
 from dafusion.config import load_config
 from dafusion.emulator.checkpoint import load_emulator
 from dafusion.emulator.train import _pairs, _weighted_stats, train_emulator
-from dafusion.grids import LegendreGaussGrid
+from dafusion.grids import EquiangularGrid, LegendreGaussGrid
 
 
 def tiny_config(data_path, *extra):
@@ -37,8 +37,10 @@ def test_pairs_need_consecutive_steps():
 def test_weighted_stats_brute_force():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(5, 2, 4, 6))
-    w = np.array([0.1, 0.4, 0.4, 0.1])
-    mean, std = _weighted_stats(x, w)
+    grid = EquiangularGrid(4, 6)  # cell areas by latitude band, not the mean's own code
+    edges = np.deg2rad(np.array([-90.0, -45.0, 0.0, 45.0, 90.0]))
+    w = np.diff(np.sin(edges))
+    mean, std = _weighted_stats(x, grid)
     ww = np.broadcast_to(w[None, :, None], (5, 4, 6))
     for c in range(2):
         m = (x[:, c] * ww).sum() / ww.sum()

@@ -10,6 +10,7 @@ import stat
 import time
 
 import pytest
+import torch
 
 import fakes as cycle_fakes
 from dafusion.cycler.campaigns.executors import Job, RunJob, make_executor
@@ -34,10 +35,17 @@ def _metrics(root, runs):
 
 @pytest.mark.slow
 def test_a_campaign_through_submitit_local_equals_the_campaign_in_process(fakes, tmp_path):
+    """Two submitit jobs beside each other get this process's threads shared between them;
+    the in-process campaign runs with that many threads too (results depend on it)."""
     _, sets = fakes
-    here = sweep(_settings(sets), AXES, tmp_path / "here", starts=STARTS)
-    jobs = sweep(_settings(sets), AXES, tmp_path / "jobs", starts=STARTS,
-                 executor=make_executor("submitit-local", jobs=2, time_min=10))
+    executor = make_executor("submitit-local", jobs=2, time_min=10)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(executor.threads_per_job())
+    try:
+        here = sweep(_settings(sets), AXES, tmp_path / "here", starts=STARTS)
+    finally:
+        torch.set_num_threads(threads)
+    jobs = sweep(_settings(sets), AXES, tmp_path / "jobs", starts=STARTS, executor=executor)
     assert not here.failed and not jobs.failed and len(jobs.runs) == 4
     assert _metrics(tmp_path / "jobs", jobs.runs) == _metrics(tmp_path / "here", here.runs)
     logs = list((tmp_path / "jobs" / "submitit").glob("*_log.out"))

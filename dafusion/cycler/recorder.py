@@ -3,12 +3,13 @@
 :func:`recorder` gives the process its recorder once; the cycle loop calls the same
 methods on every rank and never asks which rank it is on:
 
-* :class:`Recorder` (rank 0, and every one-process run) creates or reopens the
-  directory under its lock, writes each cycle's files and rows (``record.py``), then
-  ``state.npz`` (which says the cycle is complete), logs, shows progress, and marks
-  the run complete;
-* :class:`Follower` (the other ranks under torchrun, ``ranks.py``) writes nothing:
-  it waits at the same barriers and reads what rank 0 wrote (``state.npz`` on resume).
+* :func:`created` and :func:`resumed`: rank 0 creates or reopens the directory under
+  its lock (the other ranks wait at the same barrier);
+* :class:`Recorder` (rank 0, and every one-process run) writes each cycle's files and
+  rows (``record.py``), then ``state.npz`` (which says the cycle is complete), logs,
+  shows progress, and marks the run complete;
+* :class:`Follower` (the other ranks under torchrun, ``ranks.py``) writes nothing; it
+  reads what rank 0 wrote (``state.npz`` on resume).
 
 Both restore a run from its ``state.npz``: the next cycle, the tables so far, the
 mode's and the sources' carried state.
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from dafusion.cycler.record import analysis_dataset, metric_rows, obs_row
-from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, Header, RunDir, RunError, Tables
+from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, RunDir, RunError, Tables
 from dafusion.cycler.sources import carry, restore
 from dafusion.io import state_dataset
 from dafusion.progress import null_progress
@@ -35,6 +36,7 @@ from dafusion.progress import null_progress
 if TYPE_CHECKING:
     from dafusion.cycler.experiment import Experiment
     from dafusion.cycler.modes import Mode
+    from dafusion.cycler.ranks import Ranks
     from dafusion.cycler.sources import Cycle, ObservationSource
     from dafusion.obs.base import LikelihoodTerm
 
@@ -68,23 +70,49 @@ def recorder(exp: Experiment, run_dir: str | Path) -> Recorder | Follower:
     return (Recorder if exp.ranks.main else Follower)(exp, RunDir(run_dir))
 
 
+@contextlib.contextmanager
+def created(exp: Experiment, run_dir: str | Path) -> Iterator[None]:
+    """Rank 0 makes the new directory, holds its lock and writes its header; the other
+    ranks wait for that. The body runs the cycles."""
+    if exp.ranks.main:
+        run = RunDir.make(run_dir)
+        with run.locked():
+            run.write_header(exp.header())
+            exp.ranks.barrier()
+            yield
+    else:
+        exp.ranks.barrier()
+        yield
+
+
+@contextlib.contextmanager
+def resumed(run_dir: str | Path, ranks: Ranks,
+            build: Callable[[], Experiment]) -> Iterator[Experiment]:
+    """The experiment ``build()`` of an existing run: on rank 0 under the directory's
+    lock (a second resume is refused at once), checked against ``inputs.json`` and with
+    its header completed; the other ranks build it and wait for rank 0."""
+    if not ranks.main:
+        exp = build()
+        ranks.barrier()
+        yield exp
+        return
+    run = RunDir(run_dir)
+    with run.locked():
+        exp = build()
+        run.check_unchanged(exp.inputs)  # what inputs.json recorded, if it was written
+        if run.missing_header():
+            run.write_header(exp.header())
+            run.log("header completed on resume (the run was interrupted while being "
+                    "created)")
+        ranks.barrier()
+        yield exp
+
+
 class Follower:
     """A rank that computes and writes nothing (see the module docstring)."""
 
     def __init__(self, exp: Experiment, run: RunDir) -> None:
         self.exp, self.run = exp, run
-
-    @contextlib.contextmanager
-    def created(self, header: Header) -> Iterator[None]:
-        """The new directory with its header, held while the body runs."""
-        self.exp.ranks.barrier()  # rank 0 has created it
-        yield
-
-    @contextlib.contextmanager
-    def resumed(self) -> Iterator[None]:
-        """The existing directory, checked against the experiment and held."""
-        self.exp.ranks.barrier()  # rank 0 has checked the inputs and completed the header
-        yield
 
     def restore(self, mode: Mode, sources: list[ObservationSource]) -> CycleState:
         """The state after the last complete cycle (the first cycle's without one)."""
@@ -123,25 +151,6 @@ class Follower:
 
 class Recorder(Follower):
     """Rank 0: writes the run directory (see the module docstring)."""
-
-    @contextlib.contextmanager
-    def created(self, header: Header) -> Iterator[None]:
-        self.run = RunDir.make(self.run.path)
-        with self.run.locked():
-            self.run.write_header(header)
-            self.exp.ranks.barrier()
-            yield
-
-    @contextlib.contextmanager
-    def resumed(self) -> Iterator[None]:
-        with self.run.locked():
-            self.run.check_unchanged(self.exp.inputs)  # what inputs.json recorded, if any
-            if self.run.missing_header():
-                self.run.write_header(self.exp.header())
-                self.run.log("header completed on resume (the run was interrupted while "
-                             "being created)")
-            self.exp.ranks.barrier()
-            yield
 
     def restore(self, mode: Mode, sources: list[ObservationSource]) -> CycleState:
         state = super().restore(mode, sources)

@@ -34,7 +34,7 @@ from dafusion.cycler.analysis import analysis_method
 from dafusion.cycler.experiment import Experiment, build_experiment
 from dafusion.cycler.modes import Mode
 from dafusion.cycler.ranks import SINGLE, Ranks
-from dafusion.cycler.recorder import Clock, CycleState, recorder
+from dafusion.cycler.recorder import Clock, CycleState, created, recorder, resumed
 from dafusion.cycler.rundir import RunDir, RunError
 from dafusion.cycler.sources import Cycle, build_sources, observe
 
@@ -78,7 +78,7 @@ def start_run(cfg: Config, run_dir: str | Path, *, device: str = "cpu",
 def run_experiment(exp: Experiment, run_dir: str | Path, *,
                    progress: Callable[..., Any] | None = None) -> CycleState:
     """Create ``run_dir`` for an experiment (from a configuration or from parts) and run it."""
-    with recorder(exp, run_dir).created(exp.header()):
+    with created(exp, run_dir):
         return run_cycles(exp, run_dir, progress=progress)
 
 
@@ -90,8 +90,7 @@ def resume_run(run_dir: str | Path, *, device: str = "cpu",
     cfg = run.config()
     if run.complete:
         raise RunError(f"{run.path}: already complete")
-    exp = build_experiment(cfg, device, ranks)
-    with recorder(exp, run.path).resumed():
+    with resumed(run.path, ranks, lambda: build_experiment(cfg, device, ranks)) as exp:
         return run_cycles(exp, run.path, progress=progress)
 
 
