@@ -206,7 +206,10 @@ class Child:
 
 
 def _child_main(path: str, config: str, device: str, threads: int | None) -> None:
-    """A child process's whole work: one job; one line on stderr when it stops early."""
+    """A child process's whole work: one job; one line on stderr when it stops early.
+    SIGINT interrupts it even where the sweep was started with SIGINT ignored (a
+    background job of a script): that is how the sweep stops it."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         print(RunJob()(path, config, device, threads), flush=True)
     except KeyboardInterrupt:
