@@ -131,3 +131,14 @@ def test_an_interrupted_sweep_interrupts_its_child_runs(fakes, tmp_path, monkeyp
         sweep(_settings(sets), {"run.sources.stations.weight": ["0.5", "1"]},
               tmp_path / "sw", executor=make_executor("local", jobs=2))
     assert signals == [signal.SIGINT, signal.SIGINT]
+
+
+def test_an_unreadable_sweep_index_is_named(tmp_path):
+    from dafusion.cycler.campaigns.index import read_index
+
+    (tmp_path / "sweep.json").write_text('{"axes": {}, "starts": ["2020-01-01"]')
+    with pytest.raises(RunError, match=r"sweep.json: not a readable sweep index"):
+        read_index(tmp_path)
+    (tmp_path / "sweep.json").write_text('{"axes": {}, "starts": [], "runs": [{"label": 1}]}')
+    with pytest.raises(RunError, match=r"sweep.json: not a readable sweep index \(KeyError"):
+        is_campaign(tmp_path)

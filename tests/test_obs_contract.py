@@ -164,3 +164,26 @@ def test_the_observation_row_has_the_desroziers_ratio_computed_by_hand():
     assert row["desroziers"] == pytest.approx(expected, rel=1e-12)
     assert row["sigma_y"] == pytest.approx(1.0)
     assert row["omb_rms"] == pytest.approx(np.sqrt(np.mean(np.square(d_b))))
+
+
+def test_every_term_declares_where_its_values_are_and_whether_it_is_the_background(term):
+    """``locations()``: one (lat, lon, channel) per value of one member's y; the channel is
+    exact: a field equal to k + 1 in channel k is seen as its channel index + 1 by every
+    operator (interpolation, coarsening and regridding keep constants).
+    ``pseudo_observation``: True for the emulator forecast only."""
+    assert term.pseudo_observation is isinstance(term, ForecastObs)
+    lat, lon, channel = (np.asarray(a) for a in term.locations())
+    values = term.y.shape[-1] if isinstance(term, ForecastObs) else term.y.numel()
+    assert lat.shape == lon.shape == channel.shape == (values,)
+    assert np.all(np.abs(lat) <= 90) and np.all((lon >= 0) & (lon < 360))
+    x = torch.arange(1.0, 4.0, dtype=torch.float64)[None, :, None, None].expand(1, 3, 8, 16)
+    np.testing.assert_allclose(term.operator(x).reshape(-1).numpy(), channel + 1.0,
+                               rtol=1e-9)
+
+
+def test_station_locations_are_the_rows_used():
+    term = checked()
+    lat, lon, _ = term.locations()
+    kept = term.keep.numpy()
+    np.testing.assert_array_equal(lat, np.asarray(term.source.rows.lat)[kept])
+    np.testing.assert_array_equal(lon, np.asarray(term.source.rows.lon)[kept])
