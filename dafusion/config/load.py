@@ -86,12 +86,7 @@ def with_values(cfg: Any, values: dict[str, Any]) -> Any:
     validated like the file; ConfigError names the key."""
     raw = to_dict(cfg)
     for key, value in values.items():
-        node, parts = raw, key.split(".")
-        for part in parts[:-1]:
-            node = node.get(part)
-            if not isinstance(node, dict):
-                raise ConfigError(f"{key}: {part} is not a section")
-        node[parts[-1]] = value
+        _set_key(raw, key, value, key)
     return from_dict(type(cfg), raw, "")
 
 
@@ -227,12 +222,17 @@ def _apply_override(raw: dict, item: str, source: str) -> None:
         value = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except (yaml.YAMLError, ConfigError):
         value = text
-    node = raw
-    parts = key.strip().split(".")
+    _set_key(raw, key.strip(), value, f"{source}: --set {key}")
+
+
+def _set_key(raw: dict, key: str, value: Any, where: str) -> None:
+    """``raw["a"]["b"]["c"] = value`` for ``key`` ``a.b.c`` (missing sections are made, so
+    that validation names an unknown key); ConfigError ``where: x is not a section``."""
+    node, parts = raw, key.split(".")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"{source}: --set {key}: {part} is not a section")
+            raise ConfigError(f"{where}: {part} is not a section")
     node[parts[-1]] = value
 
 

@@ -80,6 +80,11 @@ class Experiment:
     def grid(self) -> AnyGrid:
         return self.truth.grid
 
+    def normalised(self, field: np.ndarray) -> torch.Tensor:
+        """A physical ``(..., C, H, W)`` field as the sources and diagnostics see it:
+        normalised, float32."""
+        return torch.as_tensor(self.normaliser.normalise(field), dtype=torch.float32)
+
     def check(self) -> None:
         """Everything that can be known before the first analysis; raise RunError."""
         run = self.cfg.run

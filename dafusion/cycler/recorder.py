@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from dafusion.cycler.record import analysis_dataset, metric_rows, obs_row
 from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, RunDir, RunError, Tables
@@ -183,7 +182,7 @@ class Recorder(Follower):
         lead = int((t - exp.times[0]) / np.timedelta64(1, "h"))
         state.tables.metrics += metric_rows(cycle, t, lead, ensemble, truth, exp.channels,
                                             exp.grid)
-        mean = torch.as_tensor(exp.normaliser.normalise(ensemble.mean(0)), dtype=torch.float32)
+        mean = exp.normalised(ensemble.mean(0))
         state.tables.obs += [obs_row(cycle, t, term, now.background, mean) for term in terms]
         clock.lap("write_s")
         state.tables.timing.append(clock.row(cycle, t))

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from dafusion.config import Config
 from dafusion.cycler.analysis import analysis_method
@@ -99,10 +98,7 @@ def _cycle(exp: Experiment, cycle: int, mode: Mode) -> tuple[Cycle, np.ndarray]:
     t = exp.times[cycle]
     truth = exp.truth.at(t).values.astype(np.float64)
     background = mode.background(cycle)  # (C, H, W) physical, or None
-    return Cycle(cycle, t, _normalised(exp, truth),
-                 None if background is None else _normalised(exp, background),
+    return Cycle(cycle, t, exp.normalised(truth),
+                 None if background is None else exp.normalised(background),
                  mode.pseudo_obs(cycle)), truth
 
-
-def _normalised(exp: Experiment, field: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(exp.normaliser.normalise(field), dtype=torch.float32)

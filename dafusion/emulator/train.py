@@ -95,20 +95,19 @@ class EmulatorData:
         if self.starts.size == 0:
             raise ValueError(f"{cfg.data.path}: no states {meta.time_step_hours} h apart in "
                              f"{start} .. {end}")
-        w = meta.grid  # the statistics are area-weighted on it
         if stats is None:
-            mean, std = _weighted_stats(self.states, w)
+            mean, std = _weighted_stats(self.states, meta.grid)
             one = _pairs(self.times, step, 1)
             _, tstd = _weighted_stats(self.states[one + 1].astype(np.float64)
-                                      - self.states[one], w)
-            dmean, dstd = _weighted_stats(diag[one + 1], w) if diag.shape[1] else (
+                                      - self.states[one], meta.grid)
+            dmean, dstd = _weighted_stats(diag[one + 1], meta.grid) if diag.shape[1] else (
                 np.zeros(0), np.zeros(0))
             stats = EmulatorStats(mean, std, tstd, np.zeros(len(meta.forcing)),
                                   np.ones(len(meta.forcing)), dmean, dstd)
             if meta.forcing:
                 probe = SFNOEmulator(meta, stats, static=static)
                 raw = np.stack([_raw_forcing(probe, t) for t in self.times[::97]])
-                fmean, fstd = _weighted_stats(raw, w)
+                fmean, fstd = _weighted_stats(raw, meta.grid)
                 stats.forcing_mean, stats.forcing_std = fmean, np.where(fstd > 0, fstd, 1.0)
         self.stats = stats
 

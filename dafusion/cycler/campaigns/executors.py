@@ -171,8 +171,8 @@ class Processes:
                     proc.wait()
                 raise
             for job, proc in zip(jobs[i:i + self.jobs], procs):
-                if proc.returncode:
-                    failed[job.path] = f"exit status {proc.returncode} (its messages above)"
+                if proc.poll():
+                    failed[job.path] = f"exit status {proc.poll()} (its messages above)"
         return failed
 
 
@@ -199,10 +199,6 @@ class Child:
     def send_signal(self, sig: int) -> None:
         if self.process.pid is not None:
             os.kill(self.process.pid, sig)
-
-    @property
-    def returncode(self) -> int | None:
-        return self.process.exitcode
 
 
 def _child_main(path: str, config: str, device: str, threads: int | None) -> None:

@@ -175,8 +175,7 @@ def demo_parts(cfg: Config, members: int, device: torch.device) -> Parts:
     exp = build_experiment(dataclasses.replace(cfg, run=dataclasses.replace(
         cfg.run, members=members)), str(device))
     t, mode = exp.times[0], exp.mode()
-    truth = torch.as_tensor(exp.normaliser.normalise(exp.truth.at(t).values),
-                            dtype=torch.float32)
+    truth = exp.normalised(exp.truth.at(t).values)
     terms = observe(build_sources(exp), Cycle(0, t, truth, None, mode.pseudo_obs(0)))
     forecast = None
     if exp.emulator is not None:  # the emulator modes: one 12-hour step as a cycle makes it
