@@ -9,6 +9,7 @@ and renamed, so a partial file never looks complete.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -99,12 +100,23 @@ class WriteError(OSError):
 
 def _write_failure(path: Path, err: Exception) -> str:
     try:
-        free = f"{shutil.disk_usage(path.parent).free / 1e6:.0f} MB free on its disk"
+        free_bytes: float | None = shutil.disk_usage(path.parent).free
     except OSError:
-        free = "free space unknown"
+        free_bytes = None
+    free = ("free space unknown" if free_bytes is None
+            else f"{free_bytes / 1e6:.0f} MB free on its disk")
     reason = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
+    full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (
+        free_bytes is not None and free_bytes < FULL_BELOW)
+    if full:  # libraries report a full disk in their own words ('HDF error', 'Permission')
+        return (f"{path}: could not be written: its disk is full ({free}; the writer said "
+                f"'{reason}'); free space and resume, the previous version, if any, is "
+                "unchanged")
     return (f"{path}: could not be written ({reason}; {free}); the previous version, if "
             "any, is unchanged")
+
+
+FULL_BELOW = 1e6  # bytes: a disk with less free space than this is called full
 
 
 def write_text(path: str | Path, text: str) -> Path:

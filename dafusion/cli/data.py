@@ -33,6 +33,7 @@ def data_inspect(path: str | None, config_path: str | None, channels: str | None
         available_channels,
         demo_truth_path,
         describe,
+        no_channel_reason,
         open_dataset,
     )
 
@@ -43,10 +44,10 @@ def data_inspect(path: str | None, config_path: str | None, channels: str | None
         cfg = load_config(config_path)
         names, member = cfg.data.channels, member if member is not None else cfg.data.member
     else:
-        names = available_channels(open_dataset(path, member))
+        ds = open_dataset(path, member)
+        names = available_channels(ds)
         if not names:
-            raise click.ClickException(f"{path}: no variable the system knows "
-                                       "(see dafusion/variables.py)")
+            raise click.ClickException(f"{path}: {no_channel_reason(ds)}")
     click.echo(describe(GriddedSource.open(path, names, member=member)))
 
 

@@ -81,11 +81,19 @@ def obs_import_igra(files: tuple[str, ...], out: str, station_list: str | None, 
     click.echo("rejected (count, reason):\n" + rejected.report())
     if len(rejected.by_file) > 1:
         click.echo("per file:\n" + rejected.report_by_file())
+    if rejected.unlisted:
+        ids = sorted(rejected.unlisted)
+        click.echo(f"Warning: {sum(rejected.unlisted.values())} soundings of {len(ids)} "
+                   f"station(s) not in {Path(station_list or '').name} use their file "
+                   f"header's coordinates: {', '.join(ids[:5])}"
+                   + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""), err=True)
     if len(table) == 0:
         raise click.ClickException("no usable observations in " + ", ".join(files))
     write_table(table, out, force=force, attrs={
         "dafusion_config": dump_config(cfg), "igra_files": " ".join(Path(f).name for f in files),
-        "rejections": rejected.report()})
+        "rejections": rejected.report(),
+        "header_coordinates": ", ".join(f"{k} ({n} soundings)"
+                                        for k, n in sorted(rejected.unlisted.items()))})
     click.echo(f"wrote {out}: {len(table)} observations from "
                f"{len(set(table.station_id))} stations")
 

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 def _run_dir(cfg, out: str | None, name: str | None) -> Path:  # noqa: ANN001
     from dafusion.cycler.rundir import default_name
 
-    if out and name:
+    if out is not None and name is not None:
         raise click.UsageError("give --out or --name, not both")
-    return Path(out) if out else Path("runs") / (_name(name) if name else default_name(cfg))
+    if out is not None:
+        return Path(out)
+    return Path("runs") / (_name(name) if name is not None else default_name(cfg))
 
 
 def _name(name: str) -> str:
@@ -54,47 +56,140 @@ _METHOD = click.Choice(["diffusion", "oi", "letkf"])
 @click.option("--resume", "resume", type=click.Path(file_okay=False, exists=True),
               help="Continue the run in this directory (its own configuration).")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--ranks", "nranks", type=click.IntRange(min=1), help="Split the members over "
+              "N processes on this machine (torch's elastic launcher, as torchrun "
+              "--standalone; --threads is then per process, default: the CPUs / N). Across "
+              "machines: torchrun (docs/scale-out.md).")
 @friendly
 def run_cmd(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
             method: str | None, start: str | None, days: float | None, members: int | None,
-            out: str | None, name: str | None, resume: str | None, device: str) -> None:
+            out: str | None, name: str | None, resume: str | None, device: str,
+            nranks: int | None) -> None:
     """Cycle emulator forecasts and analyses (diffusion, OI or LETKF) every 12 h.
 
-    Under torchrun (torchrun --nproc-per-node N -m dafusion.cli run ...) the members
-    are split across the N processes; rank 0 writes the run directory.
+    With --ranks N, or under torchrun (torchrun --nproc-per-node N -m dafusion.cli run
+    ...), the members are split across the N processes; rank 0 writes the run directory.
     """
-    from dafusion.cycler.ranks import from_environment
+    from dafusion.cycler.ranks import from_environment, under_launcher
 
+    params = dict(config_path=config_path, overrides=overrides, mode=mode, method=method,
+                  start=start, days=days, members=members, out=out, name=name, resume=resume)
+    if nranks is not None and nranks > 1:
+        if under_launcher():
+            raise click.UsageError("--ranks: this process was already started by torchrun "
+                                   "(WORLD_SIZE is set); give the ranks to one of them")
+        _check_options(nranks, **params)  # a bad option is one line here, not one per rank
+        _launch(nranks, _threads_per_rank(nranks), device, params)
+        return
     ranks, device = from_environment(device)
     try:
-        _run(ranks, device, config_path, overrides, mode, method, start, days, members, out,
-             name, resume)
+        _run(ranks, device, **params)
     finally:
         ranks.close()
+
+
+def _threads_per_rank(nranks: int) -> int:
+    """``--threads`` as given (per process, as torch reads it), else the CPUs this
+    process may use shared over the ranks."""
+    import torch
+
+    given = click.get_current_context().find_root().params.get("threads")
+    return given if given is not None else max(1, torch.get_num_threads() // nranks)
+
+
+def _check_options(nranks: int, config_path: str | None, overrides: tuple[str, ...], mode: str | None,
+                   method: str | None, start: str | None, days: float | None,
+                   members: int | None, out: str | None, name: str | None,
+                   resume: str | None) -> None:
+    if resume:
+        _refuse_settings_on_resume(config_path, overrides, mode, method, start, days,
+                                   members, out, name)
+        return
+    from dafusion.cycler.ranks import Ranks, check
+
+    cfg = with_options(load_config(config_path, list(overrides)), "run", mode=mode,
+                       method=method, start=start, days=days, members=members)
+    _run_dir(cfg, out, name)
+    check(Ranks(0, nranks), cfg.run.method, cfg.run.members)
+
+
+def _launch(nranks: int, threads: int, device: str, params: dict) -> None:
+    """Start ``nranks`` processes through torch's elastic launcher (the API behind
+    torchrun --standalone), each running :func:`_rank_main`; rank 0's output is the
+    command's. A failed rank ends the others; its message is already printed."""
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    for name in list(logging.root.manager.loggerDict):  # a rank's own message says what
+        if name.startswith(("torch.distributed.elastic", "torch.multiprocessing")):  # went
+            logging.getLogger(name).setLevel(logging.CRITICAL)  # wrong, once
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nranks,
+                          run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+                          rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
+                          start_method="spawn")
+    try:
+        elastic_launch(config, _rank_main)(threads, device, params)
+    except SignalException:  # Ctrl-C (or SIGTERM): the ranks stopped resumably, rank 0 said so
+        sys.exit(130)
+    except ChildFailedError as err:
+        codes = sorted({f.exitcode for f in err.failures.values()})
+        if 130 in codes or codes == [1]:  # interrupted, or a user error rank 0 printed
+            sys.exit(codes[-1])
+        raise click.ClickException(f"{len(err.failures)} of {nranks} ranks stopped (exit "
+                                   f"status {', '.join(map(str, codes))}); see above") from None
+
+
+def _rank_main(threads: int, device: str, params: dict) -> None:
+    """One rank started by :func:`_launch`: the command's settings, then :func:`_run`;
+    a user error is printed once (by rank 0) and ends the rank with status 1."""
+    import warnings
+
+    from dafusion import threads as dafusion_threads
+    from dafusion.cli.main import _one_line_warning
+    from dafusion.cycler.ranks import from_environment
+
+    warnings.formatwarning = _one_line_warning
+    dafusion_threads.apply(threads)
+    ranks, device = from_environment(device)
+    try:
+        friendly(_run)(ranks, device, **params)
+    except click.ClickException as err:
+        if ranks.main:
+            err.show()
+        sys.exit(1)
+    finally:
+        ranks.close()
+
+
+def _refuse_settings_on_resume(*settings: object) -> None:
+    if any(v is not None and v != () for v in settings):
+        raise click.UsageError("--resume takes the run's own configuration; give no other "
+                               "settings")
 
 
 def _run(ranks: Ranks, device: str, config_path: str | None, overrides: tuple[str, ...],
          mode: str | None, method: str | None, start: str | None, days: float | None,
          members: int | None, out: str | None, name: str | None, resume: str | None) -> None:
-    """``cycler run`` in this process (one of the ranks under torchrun)."""
+    """``cycler run`` in this process (one of the ranks with --ranks or torchrun)."""
     from dafusion.cycler.run import resume_run, start_run
     from dafusion.cycler.rundir import METRICS
 
     progress = progress_bar if ranks.main else None
     if resume:
-        if any(v is not None for v in (config_path, mode, method, start, days, members, out,
-                                       name)) \
-                or overrides:
-            raise click.UsageError("--resume takes the run's own configuration; give no "
-                                   "other settings")
+        _refuse_settings_on_resume(config_path, overrides, mode, method, start, days,
+                                   members, out, name)
         run_dir = Path(resume)
-        with _interruptible(run_dir):
+        with _interruptible(run_dir, ranks.main):
             state = resume_run(run_dir, device=device, progress=progress, ranks=ranks)
     else:
         cfg = with_options(load_config(config_path, list(overrides)), "run", mode=mode,
                                 method=method, start=start, days=days, members=members)
         run_dir = Path(ranks.broadcast_text(str(_run_dir(cfg, out, name))))
-        with _interruptible(run_dir):
+        with _interruptible(run_dir, ranks.main):
             state = start_run(cfg, run_dir, device=device, progress=progress, ranks=ranks)
     if not ranks.main:
         return
@@ -105,12 +200,14 @@ def _run(ranks: Ranks, device: str, config_path: str | None, overrides: tuple[st
 
 
 @contextlib.contextmanager
-def _interruptible(run_dir: Path) -> Iterator[None]:
+def _interruptible(run_dir: Path, say: bool = True) -> Iterator[None]:
     """Ctrl-C: one line saying how to continue (every file is written atomically and the
-    run state last, so the directory is resumable), exit status 130."""
+    run state last, so the directory is resumable), exit status 130; ``say``: rank 0."""
     try:
         yield
     except KeyboardInterrupt:
+        if not say:
+            sys.exit(130)
         if run_dir.exists():
             click.echo(f"\nInterrupted: {run_dir} is resumable: cycler run --resume {run_dir}",
                        err=True)
@@ -121,28 +218,48 @@ def _interruptible(run_dir: Path) -> Iterator[None]:
 
 def _summary(run_dir: Path) -> None:
     from dafusion.cycler.campaigns.compare import compare
+    from dafusion.cycler.rundir import RunDir
 
     table, _ = compare([run_dir])
     click.echo(table)
+    rejected: dict[str, int] = {}
+    for row in RunDir(run_dir).obs_rows():
+        rejected[row["source"]] = rejected.get(row["source"], 0) + int(row["rejected"] or 0)
+    if any(rejected.values()):
+        click.echo("rejected by the background check: " + ", ".join(
+            f"{source} {n}" for source, n in rejected.items() if n))
 
 
 @main.command("compare")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
 @click.option("--out", type=click.Path(file_okay=False),
-              help="Write compare.md, compare.csv and compare.png here.")
+              help="Write compare.md, compare.csv and compare.png here (campaign.* for a "
+              "campaign).")
+@click.option("--force", is_flag=True, help="Replace a comparison already in --out.")
 @friendly
-def compare_cmd(runs: tuple[str, ...], out: str | None) -> None:
+def compare_cmd(runs: tuple[str, ...], out: str | None, force: bool) -> None:
     """RMSE by variable and lead day for runs over the same truth and window; one campaign
     directory (cycler sweep --starts): the settings over its windows, with confidence
     intervals and a paired comparison."""
-    from dafusion.cycler.campaigns.compare import compare
+    from dafusion.cycler.campaigns import compare as runs_compare
+    from dafusion.cycler.campaigns import statistics
     from dafusion.cycler.campaigns.index import is_campaign
-    from dafusion.cycler.campaigns.statistics import compare_campaign
 
-    if len(runs) == 1 and is_campaign(Path(runs[0])):
-        table, files = compare_campaign(Path(runs[0]), Path(out) if out else None)
+    twice = sorted({r for r in runs if [Path(x).resolve() for x in runs].count(
+        Path(r).resolve()) > 1})
+    if twice:
+        raise click.UsageError(f"{', '.join(twice)}: given more than once; name each run once")
+    campaign = len(runs) == 1 and is_campaign(Path(runs[0]))
+    if out is not None and not force:
+        names = statistics.FILES if campaign else runs_compare.FILES
+        there = [n for n in names if (Path(out) / n).exists()]
+        if there:
+            raise click.ClickException(f"{out}: already holds a comparison ({', '.join(there)});"
+                                       " pass --force to replace it, or another --out")
+    if campaign:
+        table, files = statistics.compare_campaign(Path(runs[0]), Path(out) if out else None)
     else:
-        table, files = compare([Path(r) for r in runs], Path(out) if out else None)
+        table, files = runs_compare.compare([Path(r) for r in runs], Path(out) if out else None)
     click.echo(table)
     for f in files:
         click.echo(f"wrote {f}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import math
 import types
 import typing
 from pathlib import Path
@@ -166,6 +167,13 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
 
 
 def _scalar(tp: type, value: Any, path: str) -> Any:
+    out = _scalar_value(tp, value, path)
+    if isinstance(out, float) and math.isnan(out):
+        raise ConfigError(f"{path}: expected a number, got {value!r} (NaN)")
+    return out
+
+
+def _scalar_value(tp: type, value: Any, path: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and value in (".inf", "inf", "Infinity"):

@@ -4,6 +4,7 @@ observations, prior, emulator."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 from dafusion.config.validate import ConfigError, non_negative, parse_time, positive
@@ -105,8 +106,10 @@ class SynthObsConfig:
             if name not in VARIABLES:
                 raise ConfigError(f"{path}.error_std.{name}: unknown variable; "
                                   f"known: {sorted(VARIABLES)}")
-            if not std > 0:
-                raise ConfigError(f"{path}.error_std.{name}: must be > 0, got {std}")
+            if not (std >= VARIABLES[name].precision and std > 0 and math.isfinite(std)):
+                raise ConfigError(f"{path}.error_std.{name}: must be a finite number >= "
+                                  f"{VARIABLES[name].precision:g} {VARIABLES[name].units} "
+                                  f"(finer than any instrument), got {std!r}")
 
 
 @dataclasses.dataclass

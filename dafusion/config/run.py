@@ -8,7 +8,14 @@ import typing
 import warnings
 from typing import Literal
 
-from dafusion.config.validate import ConfigError, non_negative, parse_time, per_variable, positive
+from dafusion.config.validate import (
+    ConfigError,
+    non_negative,
+    normalised_variance,
+    parse_time,
+    per_variable,
+    positive,
+)
 
 PerVariable = typing.Union[float, dict[str, float]]
 
@@ -44,6 +51,7 @@ class StationSourceConfig:
         non_negative(self, path, "weight", "background_check")
         positive(self, path, "window_hours", "background_std")
         per_variable(self.sigma_y, f"{path}.sigma_y", strict=True, default_key=False)
+        normalised_variance(self.sigma_y, f"{path}.sigma_y")
         per_variable(self.gamma, f"{path}.gamma", strict=False, default_key=True)
 
 
@@ -73,6 +81,7 @@ class GriddedSourceConfig:
             raise ConfigError(f"{path}.grid: {err}") from None
         non_negative(self, path, "weight", "gamma", "background_check")
         positive(self, path, "sigma_y", "background_std")
+        normalised_variance(self.sigma_y, f"{path}.sigma_y")
         if self.noise_std is not None:
             non_negative(self, path, "noise_std")
             if not math.isclose(self.noise_std ** 2, self.sigma_y, rel_tol=1e-6):
@@ -113,6 +122,7 @@ class EmulatorSourceConfig:
     def validate(self, path: str) -> None:
         non_negative(self, path, "weight")
         positive(self, path, "sigma_y", "error_scale")
+        normalised_variance(self.sigma_y, f"{path}.sigma_y")
         if self.gamma != "prior":
             non_negative(self, path, "gamma")
         if self.error_model == "constant" and (self.gamma == "prior" or self.adaptive

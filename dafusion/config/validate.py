@@ -4,6 +4,7 @@ message)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Any
 
 
@@ -23,13 +24,15 @@ def parse_time(text: str, path: str) -> dt.datetime:
 
 
 def positive(obj: Any, path: str, *names: str) -> None:
+    """Each named field a finite number > 0."""
     for name in names:
-        if not getattr(obj, name) > 0:
-            raise ConfigError(f"{path}.{name}: must be > 0, got {getattr(obj, name)!r}")
+        v = getattr(obj, name)
+        if not (v > 0 and math.isfinite(v)):
+            raise ConfigError(f"{path}.{name}: must be a finite number > 0, got {v!r}")
 
 
 def per_variable(value: Any, path: str, *, strict: bool, default_key: bool) -> None:
-    """A number (> 0 if ``strict``, else >= 0) or ``{variable: number}``."""
+    """A finite number (> 0 if ``strict``, else >= 0) or ``{variable: number}``."""
     from dafusion.variables import VARIABLES
 
     items = value.items() if isinstance(value, dict) else [(None, value)]
@@ -39,11 +42,32 @@ def per_variable(value: Any, path: str, *, strict: bool, default_key: bool) -> N
                                                                name == "default"):
             raise ConfigError(f"{key}: unknown variable; known: {sorted(VARIABLES)}"
                               + (" or 'default'" if default_key else ""))
-        if v is not None and not (v > 0 if strict else v >= 0):
-            raise ConfigError(f"{key}: must be {'> 0' if strict else '>= 0'}, got {v!r}")
+        if v is not None and not ((v > 0 if strict else v >= 0) and math.isfinite(v)):
+            raise ConfigError(f"{key}: must be a finite number {'> 0' if strict else '>= 0'}"
+                              f", got {v!r}")
 
 
 def non_negative(obj: Any, path: str, *names: str) -> None:
+    """Each named field a finite number >= 0."""
     for name in names:
-        if getattr(obj, name) < 0:
-            raise ConfigError(f"{path}.{name}: must be >= 0, got {getattr(obj, name)!r}")
+        v = getattr(obj, name)
+        if not (v >= 0 and math.isfinite(v)):
+            raise ConfigError(f"{path}.{name}: must be a finite number >= 0, got {v!r}")
+
+
+# a normalised variance below this (an error std 1e-4 of the climatological std, e.g.
+# 0.3 m2 s-2 for z500) is no observation error but a typing slip: the guidance would be
+# scaled by its inverse (1e30 for 1e-30)
+MIN_NORMALISED_VARIANCE = 1e-8
+
+
+def normalised_variance(value: Any, path: str) -> None:
+    """A normalised variance (or ``{variable: variance}``; None = the default) that is at
+    least :data:`MIN_NORMALISED_VARIANCE`."""
+    items = value.items() if isinstance(value, dict) else [(None, value)]
+    for name, v in items:
+        if v is not None and v < MIN_NORMALISED_VARIANCE:
+            key = path if name is None else f"{path}.{name}"
+            raise ConfigError(f"{key}: {v!r} is below {MIN_NORMALISED_VARIANCE:g}, the "
+                              "smallest normalised error variance taken (an error std of "
+                              "1e-4 of the climatological std)")

@@ -19,8 +19,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
 import platform
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,13 @@ class Experiment:
     @property
     def channels(self) -> list[str]:
         return list(self.cfg.data.channels)
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of what the run is computed from (``inputs``: the configuration's
+        sha256, the truth, checkpoints, observations); ``state.npz`` carries it."""
+        text = json.dumps(self.inputs, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @property
     def grid(self) -> AnyGrid:
@@ -205,6 +214,10 @@ def build_experiment(cfg: Config, device: str = "cpu", ranks: Ranks = SINGLE) ->
                               "weights_sha256": sha256(emulator_path / "weights.pt")}
         errors = _emulator_errors(cfg, emulator_path, emulator, inputs)
     table = observation_table(cfg, truth, inputs)
+    removed = inputs.get("observations", {}).get("removed")
+    if removed and ranks.main:  # also in log.txt
+        warnings.warn(f"{cfg.run.observations}: rows removed before use: " + ", ".join(
+            f"{n} {reason}" for reason, n in removed.items()), stacklevel=2)
     return Experiment(cfg, truth, denoiser, normaliser, emulator, table, errors, dev, inputs,
                       ranks)
 

@@ -100,12 +100,17 @@ class Ranks:
 SINGLE = Ranks()
 
 
+def under_launcher() -> bool:
+    """Whether torchrun (or ``cycler run --ranks``) started this process as one rank."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def from_environment(device: str = "cpu") -> tuple[Ranks, str]:
     """This process's ranks and device: under torchrun, the process group joined
     (NCCL for CUDA, Gloo otherwise) and ``cuda:LOCAL_RANK``; else one process."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    if not under_launcher():
         return SINGLE, device
+    size = int(os.environ["WORLD_SIZE"])
     import torch.distributed as dist
 
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))

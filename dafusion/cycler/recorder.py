@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dafusion.cycler.record import analysis_dataset, metric_rows, obs_row
-from dafusion.cycler.rundir import ANALYSIS, FORECAST, MEMBERS, RunDir, RunError, Tables
+from dafusion.cycler.rundir import (
+    ANALYSIS,
+    CONFIG,
+    FORECAST,
+    MEMBERS,
+    STATE,
+    RunDir,
+    RunError,
+    Tables,
+)
 from dafusion.cycler.sources import carry, restore
 from dafusion.io import state_dataset
 from dafusion.progress import null_progress
@@ -99,12 +108,62 @@ def resumed(run_dir: str | Path, ranks: Ranks,
     with run.locked():
         exp = build()
         run.check_unchanged(exp.inputs)  # what inputs.json recorded, if it was written
+        check_state(exp, run)  # before anything is written
         if run.missing_header():
             run.write_header(exp.header())
             run.log("header completed on resume (the run was interrupted while being "
                     "created)")
         ranks.barrier()
         yield exp
+
+
+def check_state(exp: Experiment, run: RunDir) -> None:
+    """``state.npz`` belongs to this experiment: computed from the same inputs (its
+    fingerprint, which holds where ``inputs.json`` was deleted), at a cycle of the
+    window, with one table row per cycle done and arrays of the experiment's shapes."""
+    saved = run.load_state()
+    if saved is None:
+        return
+    meta, arrays = saved
+    path = run / STATE
+
+    def refuse(what: str) -> RunError:
+        return RunError(f"{path}: {what}; delete it to restart the run from its first cycle, "
+                        "or start a new run")
+
+    then = str(meta.get("fingerprint", "none"))[:12]
+    if meta.get("fingerprint") != exp.fingerprint:
+        raise RunError(f"{path}: its cycles were computed from other inputs than the run's "
+                       f"{CONFIG} and files give now (fingerprint {then} then, "
+                       f"{exp.fingerprint[:12]} now); restore them, or start a new run")
+    cycle, n = meta.get("cycle"), len(exp.times)
+    if not isinstance(cycle, int) or isinstance(cycle, bool) or not 1 <= cycle <= n:
+        raise refuse(f"cycle {cycle!r} is not a cycle of this run (1..{n} done)")
+    tables = meta.get("tables")
+    expected_rows = {"metrics": cycle * len(exp.channels), "timing": cycle}
+    for name, rows in expected_rows.items():
+        got = len(tables.get(name, [])) if isinstance(tables, dict) else None
+        if got != rows:
+            raise refuse(f"{got} {name} rows for {cycle} cycles done (expected {rows})")
+    for name, shape in _state_shapes(exp).items():
+        if name in arrays and not shape(arrays[name].shape):
+            raise refuse(f"array '{name}' has shape {arrays[name].shape}, not one of this "
+                         "run's")
+        if name in arrays and not np.all(np.isfinite(arrays[name])):
+            raise refuse(f"array '{name}' holds NaN or infinite values")
+
+
+def _state_shapes(exp: Experiment) -> dict[str, Callable[[tuple[int, ...]], bool]]:
+    """What each carried array's shape must satisfy: the analysis mean ``(C, H, W)`` on
+    the analysis grid, the emulator state ``(members or 1, C_emulator, h, w)``."""
+    fine = (len(exp.channels), *exp.grid.shape)
+    out = {"previous": lambda shape: shape == fine}
+    if exp.emulator is not None:
+        coarse = (len(exp.emulator.channels), *exp.emulator.grid.shape)
+        members = {1, exp.cfg.run.members}
+        out["pseudo_obs"] = lambda shape: (len(shape) == 4 and shape[1:] == coarse
+                                           and shape[0] in members)
+    return out
 
 
 class Follower:
@@ -189,8 +248,9 @@ class Recorder(Follower):
         self.run.write_tables(state.tables)
         meta, arrays = mode.carry()
         kept = carry(sources)
-        self.run.save_state({"cycle": cycle + 1, "tables": dataclasses.asdict(state.tables),
-                             "mode": meta, "sources": kept}, arrays)
+        self.run.save_state({"cycle": cycle + 1, "fingerprint": exp.fingerprint,
+                             "tables": dataclasses.asdict(state.tables), "mode": meta,
+                             "sources": kept}, arrays)
         rmse = {r["channel"]: f"{r['rmse']:.3g}" for r in state.tables.metrics[-len(exp.channels):]}
         self.run.log(f"cycle {cycle} {str(t)[:16]}: {clock.last - clock.start:.1f} s (analysis "
                      f"{clock.laps['analysis_s']:.1f} s); terms {[tm.name for tm in terms]}; "

@@ -61,7 +61,7 @@ STATE = "state.npz"
 COMPLETE = "COMPLETE"
 LOCK = "lock"
 ANALYSIS, MEMBERS, FORECAST = "analysis.nc", "members.nc", "forecast.nc"
-STATE_VERSION = 3  # 3: the sources' carried state beside the mode's
+STATE_VERSION = 4  # 3: the sources' carried state beside the mode's; 4: the fingerprint
 
 COLUMNS = {
     METRICS: ["cycle", "valid_time", "lead_hours", "channel", "variable", "level", "rmse",

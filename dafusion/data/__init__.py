@@ -23,9 +23,9 @@ conventions), ``source`` (``GriddedSource``: the channel stack; ``describe``),
 from dafusion.data.base import DataError, is_url, load
 from dafusion.data.export import demo_truth_path, export
 from dafusion.data.open import detect_format, open_dataset
-from dafusion.data.source import GriddedSource, available_channels, describe
+from dafusion.data.source import GriddedSource, available_channels, describe, no_channel_reason
 from dafusion.data.standardise import ENSEMBLE_DIMS, standardise
 
 __all__ = ["DataError", "ENSEMBLE_DIMS", "GriddedSource", "available_channels",
            "demo_truth_path", "describe", "detect_format", "export", "is_url", "load",
-           "open_dataset", "standardise"]
+           "no_channel_reason", "open_dataset", "standardise"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from dafusion.data.base import DataError, load
-from dafusion.data.source import GriddedSource
+from dafusion.data.source import GriddedSource, missing_times, nonfinite_text, times_text
 from dafusion.io import write_netcdf
 
 
@@ -37,10 +38,15 @@ def export(source: GriddedSource, out: str | Path, *, start: str, end: str,
         ds = ds.sel(level=levels)
     ds = load(ds, source.path)
     window = type(source)(source.path, source.channels, ds, source.grid).stack().values
-    bad = [c for c, v in zip(source.channel_names, np.moveaxis(window, 1, 0))
-           if not np.all(np.isfinite(v))]
+    bad = nonfinite_text(np.isfinite(window).all((2, 3)), source.channel_names,
+                         ds["time"].values)
     if bad:
-        raise DataError(f"{source.path}: NaN or infinite values in channels {bad}")
+        raise DataError(f"{source.path}: NaN or infinite values: {bad}")
+    gaps = missing_times(ds["time"].values, every_hours)
+    if gaps.size:
+        warnings.warn(f"{source.path}: {gaps.size} of the times every {every_hours} h in "
+                      f"{start} .. {end} are missing from the data and from {out.name}: "
+                      f"{times_text(gaps)}")
     source.check_plausible(window, f"in {start} .. {end}")
     ds.attrs = {**{k: v for k, v in ds.attrs.items() if k != "dafusion_complete"},
                 **(attrs or {})}

@@ -10,8 +10,14 @@ structure and raises :class:`IntegrityError` naming the file and what is wrong:
   and size, so the file must be at least as long as the last byte of data;
 * netCDF-4 (HDF5): the superblock records the end-of-file address;
 * GRIB 1 and 2: the file is a sequence of complete messages (``GRIB`` ... length
-  ... ``7777``), with nothing but zero padding between and after them;
-* zarr: every chunk of the arrays that will be read exists in the store.
+  ... ``7777``), with nothing but zero bytes between them (ECMWF's archive pads each
+  message) and zero bytes or blank lines after the last;
+* zarr: a chunk the store lacks reads as its array's fill value, which is legal (zarr
+  3 does not write a chunk equal to it, and xarray encodes a single time as 0); it is
+  refused only where that fill value would pass for data: a data array whose fill
+  value xarray does not decode as missing. Where it does (NaN, or the ``_FillValue``)
+  the values read as NaN, which every read refuses naming channel and time; the
+  coordinates are checked as coordinates (times strictly increasing, a global grid).
 
 What no structural check can see is a changed byte inside the packed values of
 a format without checksums (netCDF classic, GRIB, zarr without a checksum codec);
@@ -22,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import Any, BinaryIO, Iterable
 
 import numpy as np
 
@@ -167,10 +173,13 @@ def grib_messages(path: str | Path) -> list[tuple[int, int, int]]:
         while i < size:
             f.seek(i)
             head = f.read(16)
+            if head[:4] != b"GRIB" and out:
+                i = _after_padding(f, i, size)  # ECMWF pads messages with zero bytes
+                if i >= size:
+                    break
+                f.seek(i)
+                head = f.read(16)
             if head[:4] != b"GRIB":
-                rest = head + f.read(4096)
-                if not rest.strip(b"\x00\n\r ") and f.read(1) == b"":
-                    break  # padding after the last message
                 raise IntegrityError(f"{path}: not a GRIB message at byte {i} after "
                                      f"{len(out)} complete message(s) (found {head[:8]!r})")
             if len(head) < 16:
@@ -190,6 +199,29 @@ def grib_messages(path: str | Path) -> list[tuple[int, int, int]]:
     if not out:
         raise IntegrityError(f"{path}: no GRIB message")
     return out
+
+
+def _after_padding(f: BinaryIO, offset: int, size: int) -> int:
+    """The offset of the first byte at or after ``offset`` that is not padding: zero
+    bytes (between or after messages), or line ends and spaces after the last one."""
+    f.seek(offset)
+    while offset < size:
+        block = f.read(1 << 16)
+        zeros = len(block) - len(block.lstrip(b"\x00"))
+        if zeros < len(block):
+            offset += zeros
+            return offset if block[zeros:zeros + 4] == b"GRIB" or \
+                not _blank_to_end(f, offset) else size
+        offset += len(block)
+    return offset
+
+
+def _blank_to_end(f: BinaryIO, offset: int) -> bool:
+    f.seek(offset)
+    while block := f.read(1 << 16):
+        if block.strip(b"\x00\n\r "):
+            return False
+    return True
 
 
 def _grib_length(f: BinaryIO, head: bytes, offset: int, size: int, path: str | Path,
@@ -267,6 +299,38 @@ def zarr_missing_chunks(store: str, names: Iterable[str],
         if lost:
             missing[name] = lost
     return missing
+
+
+def zarr_unmarked_missing(store: str, names: Iterable[str],
+                          time_slice: slice | None = None) -> dict[str, tuple[int, Any]]:
+    """``{name: (missing chunks, fill value)}`` for the data arrays among ``names`` whose
+    missing chunks would read as a value not marked missing (see the module docstring);
+    dimension coordinates and arrays whose fill value decodes as missing are left out."""
+    import zarr
+
+    group = zarr.open_group(store, mode="r")
+    out = {}
+    for name, count in zarr_missing_chunks(store, names, time_slice).items():
+        arr = group[name]
+        dims = (getattr(getattr(arr, "metadata", None), "dimension_names", None)
+                or arr.attrs.get("_ARRAY_DIMENSIONS"))
+        if list(dims or []) == [name] or _fill_reads_as_missing(arr):
+            continue
+        out[name] = (count, arr.fill_value)
+    return out
+
+
+def _fill_reads_as_missing(arr: Any) -> bool:
+    """Whether xarray decodes ``arr``'s fill value as missing (NaN): a NaN fill value,
+    a zarr 2 array's fill value (xarray takes it as ``_FillValue``), or a zarr 3 array
+    that carries a ``_FillValue`` attribute."""
+    fill = arr.fill_value
+    if fill is None:
+        return False
+    if np.issubdtype(np.asarray(fill).dtype, np.floating) and np.isnan(fill):
+        return True
+    format_ = getattr(getattr(arr, "metadata", None), "zarr_format", 2)
+    return format_ == 2 or "_FillValue" in arr.attrs
 
 
 def _chunk_key(arr: object, coords: tuple[int, ...]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from dafusion.data import integrity
@@ -88,11 +89,14 @@ def _open_zarr(path: str | Path, remote: bool) -> xr.Dataset:
 
 
 def check_chunks(path: str, names: list[str], time_slice: slice | None = None) -> None:
-    missing = integrity.zarr_missing_chunks(path, names, time_slice)
+    """Refuse missing chunks that would read as data (see :mod:`dafusion.data.integrity`)."""
+    missing = integrity.zarr_unmarked_missing(path, names, time_slice)
     if missing:
-        listing = ", ".join(f"'{k}' ({n})" for k, n in sorted(missing.items()))
+        listing = ", ".join(f"'{k}' ({n}, fill value {np.asarray(fill).item()!r})"
+                            for k, (n, fill) in sorted(missing.items()))
         raise DataError(f"{path}: chunks missing from the zarr store: {listing}; they would "
-                        "read as fill values (an incomplete copy or an interrupted write)")
+                        "read as the fill value, which the metadata does not mark as missing "
+                        "(an incomplete copy or an interrupted write)")
 
 
 def _open_grib(path: Path, messages: list[tuple[int, int, int]]) -> xr.Dataset:

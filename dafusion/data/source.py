@@ -106,10 +106,8 @@ class GriddedSource:
         t = np.datetime64(time, "ns")
         times = self.times
         if not np.any(times == t):
-            step = (f", step {np.diff(times[:2])[0].astype('timedelta64[h]')}"
-                    if times.size > 1 else "")
             raise DataError(f"{self.path}: valid time {t} not in the data "
-                            f"({times[0]} .. {times[-1]}{step})")
+                            f"({times[0]} .. {times[-1]}, {steps_text(times)})")
         state = load(self.stack(t, t).isel(time=0), self.path)
         bad = [c for c, v in zip(self.channel_names, state.values) if not np.all(np.isfinite(v))]
         if bad:
@@ -119,9 +117,9 @@ class GriddedSource:
 
     def check_plausible(self, values: np.ndarray, where: str) -> None:
         """``values (..., channel, lat, lon)`` within each variable's physically possible
-        range (:attr:`Variable.bounds`): a damaged or mislabelled file fails here."""
+        range (:attr:`Channel.bounds`): a damaged or mislabelled file fails here."""
         for k, ch in enumerate(self.channels):
-            lo, hi = ch.variable.bounds
+            lo, hi = ch.bounds
             field = values[..., k, :, :]
             if field.min() < lo or field.max() > hi:
                 raise DataError(f"{self.path}: {ch.name} {where} spans {field.min():.6g}.."
@@ -142,7 +140,8 @@ class GriddedSource:
 def describe(source: GriddedSource, max_times: int = 64) -> str:
     """What the system sees: channels, units, grid, times, per-channel statistics.
 
-    Statistics use at most ``max_times`` evenly spaced valid times (the line says so).
+    Statistics use at most ``max_times`` evenly spaced valid times (the line says so);
+    a NaN or infinite value at any of them is refused, naming channel and times.
     """
     times = source.times
     idx = np.unique(np.linspace(0, times.size - 1, min(max_times, times.size)).astype(int))
@@ -151,23 +150,68 @@ def describe(source: GriddedSource, max_times: int = 64) -> str:
     weights = xr.DataArray(source.grid.lat_weights, dims=["lat"])
     area_mean = sample.weighted(weights).mean(dims)
     stats = load(xr.Dataset({"min": sample.min(dims), "mean": area_mean,
-                             "max": sample.max(dims)}), source.path)
-    mins, means, maxs = (stats[k].values for k in ("min", "mean", "max"))
-    bad = [c for c, lo, hi in zip(source.channel_names, mins, maxs)
-           if not (np.isfinite(lo) and np.isfinite(hi))]
+                             "max": sample.max(dims),
+                             "finite": np.isfinite(sample).all(["lat", "lon"])}), source.path)
+    bad = nonfinite_text(stats["finite"].values, source.channel_names, times[idx])
     if bad:
-        raise DataError(f"{source.path}: NaN or infinite values in channels {bad}")
+        raise DataError(f"{source.path}: NaN or infinite values: {bad} (of {idx.size} "
+                        f"sampled times)")
+    mins, means, maxs = (stats[k].values for k in ("min", "mean", "max"))
     source.check_plausible(np.stack([mins, maxs])[..., None, None], "over the sampled times")
-    step = str(np.diff(times[:2])[0].astype("timedelta64[h]")) if times.size > 1 else "-"
     lines = [f"source   {source.path}",
              f"grid     {source.grid.name}  lat {source.grid.lat[0]:.4f}..{source.grid.lat[-1]:.4f}"
              f"  lon {source.grid.lon[0]:.4f}..{source.grid.lon[-1]:.4f}",
-             f"times    {times.size}  {times[0]} .. {times[-1]}  step {step}",
+             f"times    {times.size}  {times[0]} .. {times[-1]}  {steps_text(times)}",
              f"stats    over {idx.size} of {times.size} times (mean area-weighted)",
              f"{'channel':<8} {'units':<11} {'min':>12} {'mean':>12} {'max':>12}"]
     for ch, lo, mu, hi in zip(source.channels, mins, means, maxs):
         lines.append(f"{ch.name:<8} {ch.units:<11} {lo:12.5g} {mu:12.5g} {hi:12.5g}")
     return "\n".join(lines)
+
+
+def _hours(delta: np.timedelta64) -> str:
+    return f"{delta / np.timedelta64(1, 'h'):g} h"
+
+
+def times_text(times: np.ndarray, most: int = 3) -> str:
+    """``2020-01-03T00, 2020-01-04T12 and 5 more``."""
+    shown = ", ".join(str(t)[:16] for t in times[:most])
+    return shown + (f" and {times.size - most} more" if times.size > most else "")
+
+
+def nonfinite_text(finite: np.ndarray, channel_names: list[str], times: np.ndarray) -> str:
+    """``finite (time, channel)``: where it is False, as ``t850 at 2020-01-03T00; sp at
+    ...`` ('' when every value is finite)."""
+    return "; ".join(f"{name} at {times_text(times[~finite[:, k]])}"
+                     for k, name in enumerate(channel_names) if not finite[:, k].all())
+
+
+def steps_text(times: np.ndarray) -> str:
+    """``step 12 h``, or the usual step and every irregular one: ``step 12 h, irregular:
+    24 h after 2020-01-03T00 (1 time missing)``."""
+    if times.size < 2:
+        return "step -"
+    diffs = np.diff(times)
+    values, counts = np.unique(diffs, return_counts=True)
+    step = values[np.argmax(counts)]
+    odd = np.flatnonzero(diffs != step)
+    if odd.size == 0:
+        return f"step {_hours(step)}"
+    missing = int(sum(max(d // step - 1, 0) for d in diffs[odd] if d % step == 0))
+    shown = ", ".join(f"{_hours(diffs[k])} after {str(times[k])[:16]}" for k in odd[:3])
+    more = f" and {odd.size - 3} more" if odd.size > 3 else ""
+    return (f"step {_hours(step)}, irregular: {shown}{more}"
+            + (f" ({missing} time{'s' * (missing != 1)} missing)" if missing else ""))
+
+
+def missing_times(times: np.ndarray, every_hours: int) -> np.ndarray:
+    """The times every ``every_hours`` between the first and last of ``times`` that
+    ``times`` lacks."""
+    if times.size < 2:
+        return times[:0]
+    step = np.timedelta64(every_hours, "h")
+    expected = np.arange(times[0], times[-1] + step // 2, step).astype(times.dtype)
+    return np.setdiff1d(expected, times)
 
 
 def available_channels(ds: xr.Dataset) -> list[str]:
@@ -188,3 +232,15 @@ def available_channels(ds: xr.Dataset) -> list[str]:
         elif var.surface:
             names.append(var.short)
     return names
+
+
+def no_channel_reason(ds: xr.Dataset) -> str:
+    """Why :func:`available_channels` found nothing in ``ds``: variables on pressure
+    levels with no level, or no variable the system knows."""
+    unlevelled = [str(n) for n in ds.data_vars
+                  if n in VARIABLES and not VARIABLES[n].surface and "level" not in ds[n].dims]
+    if unlevelled:
+        return (f"no level: {unlevelled} are pressure-level variables but carry no pressure "
+                "level (no level dimension or coordinate, and not named like 't850')")
+    return (f"no variable the system knows (found {sorted(map(str, ds.data_vars))}; see "
+            "dafusion/variables.py)")

@@ -44,7 +44,9 @@ def levels_as_dimension(ds: xr.Dataset) -> xr.Dataset:
 
 def assemble(pieces: dict[str, list[xr.DataArray]], source: str) -> xr.Dataset:
     """One variable per name, its pieces (one per level set) joined along ``level``;
-    each variable remembers the levels it really has (``dafusion_levels``)."""
+    each variable remembers the levels it really has (``dafusion_levels``). Pieces on
+    different grids are refused: joined, the coarser would be NaN between its points."""
+    _check_one_grid(pieces, source)
     out = {}
     for name, das in pieces.items():
         if len(das) > 1 and all("level" in d.dims for d in das):
@@ -69,6 +71,23 @@ def assemble(pieces: dict[str, list[xr.DataArray]], source: str) -> xr.Dataset:
     except Exception as err:  # noqa: BLE001 - re-raised with the file named
         raise DataError(f"{source}: its fields do not share one grid and time axis: "
                         f"{err}") from None
+
+
+def _check_one_grid(pieces: dict[str, list[xr.DataArray]], source: str) -> None:
+    grids: dict[tuple, list[str]] = {}
+    for name, das in pieces.items():
+        for da in das:
+            if "latitude" not in da.coords or "longitude" not in da.coords:
+                continue
+            key = (tuple(np.round(da["latitude"].values, 6)),
+                   tuple(np.round(da["longitude"].values, 6)))
+            label = name + (f" {da['level'].values.tolist()}" if "level" in da.coords else "")
+            grids.setdefault(key, []).append(label)
+    if len(grids) > 1:
+        shapes = "; ".join(f"{len(lat)}x{len(lon)}: {', '.join(names)}"
+                           for (lat, lon), names in grids.items())
+        raise DataError(f"{source}: fields on {len(grids)} grids ({shapes}); a file holds one "
+                        "grid: split it (e.g. grib_copy -w Ni=360 in.grib out.grib)")
 
 
 def _channel_named(ds: xr.Dataset) -> xr.Dataset:
@@ -131,12 +150,37 @@ def standardise(ds: xr.Dataset, source: str, member: int | None = None) -> xr.Da
     if "time" not in ds.dims:
         ds = ds.expand_dims("time")
     ds = _select_member(ds, source, member)
+    ds = _heights_as_geopotential(ds, source)
     ds = ds.rename({k: BY_SHORT[k].name for k in ds.data_vars if k in BY_SHORT})
     ds.encoding["source"] = source
     ds = _channel_named(levels_as_dimension(ds))
     ds = _orient(ds, source)
     _check_time(ds, source)
     return _to_canonical_units(ds, source)
+
+
+HEIGHT_NAMES = ("gh", "geopotential_height")  # cfgrib's and the CF long name
+HEIGHT_UNITS = ("m", "gpm", "metres", "meters")
+
+
+def _heights_as_geopotential(ds: xr.Dataset, source: str) -> xr.Dataset:
+    """Geopotential height (``gh``, in metres or gpm) becomes geopotential: its units
+    say metres (unlabelled: gpm, as cfgrib's ``gh`` is), so the unit converter turns it
+    into m2 s-2 with g0. A height labelled in other units is refused, as is a file with
+    both geopotential and its height."""
+    heights = [n for n in ds.data_vars if n in HEIGHT_NAMES]
+    if not heights:
+        return ds
+    both = sorted(n for n in ds.data_vars if n in HEIGHT_NAMES + ("z", "geopotential"))
+    if len(both) > 1:
+        raise DataError(f"{source}: geopotential given twice ({both}); keep one")
+    name = heights[0]
+    units = str(ds[name].attrs.get("units", "gpm")).strip()
+    if units not in HEIGHT_UNITS:
+        raise DataError(f"{source}: '{name}' is a geopotential height but its units are "
+                        f"{units!r} (expected metres: {', '.join(HEIGHT_UNITS)})")
+    height = ds[name].assign_attrs(units=units)
+    return ds.drop_vars(name).assign(geopotential=height)
 
 
 def _orient(ds: xr.Dataset, source: str) -> xr.Dataset:

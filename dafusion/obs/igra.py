@@ -121,6 +121,9 @@ class Rejections(collections.Counter):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.by_file: dict[str, collections.Counter] = {}
+        # soundings kept with their file header's coordinates, by station, because the
+        # station list given does not hold the station (not rejections)
+        self.unlisted: collections.Counter = collections.Counter()
 
     def add_file(self, name: str, counts: collections.Counter) -> None:
         self.by_file[name] = collections.Counter({k: v for k, v in counts.items() if v})

@@ -151,6 +151,8 @@ def import_igra(files: list[str | Path], cfg: ImportSettings, *,
         for s in read_soundings(path, per_file):
             if s.station_id in coords:  # fixed stations: the list's coordinates
                 s.lat, s.lon = coords[s.station_id]
+            elif station_list is not None:  # used, with the file header's coordinates
+                rejected.unlisted[s.station_id] += 1
             valid = synoptic_time(s.time, cfg.hours, cfg.window_hours)
             if valid is None:
                 per_file["sounding: outside the window of every synoptic hour"] += 1

@@ -27,7 +27,7 @@ import numpy as np
 import xarray as xr
 
 from dafusion.io import write_netcdf
-from dafusion.variables import VARIABLES
+from dafusion.variables import VARIABLES, Channel
 
 QC_CODES = {0: "passed", 1: "rejected: background check", 2: "rejected: channel not in state",
             3: "rejected: outside the time window", 4: "flagged by the data provider"}
@@ -114,7 +114,11 @@ def validate(table: ObservationTable, where: str) -> None:
     _check(where, "lon", ~((table.lon >= 0) & (table.lon < 360)), table.lon,
            hint="degrees east in -180 .. 360")
     _check(where, "value", ~np.isfinite(table.value), table.value)
-    _check(where, "error_std", ~(table.error_std > 0), table.error_std)
+    floor = np.array([VARIABLES[v].precision if v in VARIABLES else 0.0
+                      for v in table.variable], dtype=float)
+    _check(where, "error_std", ~((table.error_std > 0) & (table.error_std >= floor)
+                                  & np.isfinite(table.error_std)), table.error_std,
+           hint="at least the variable's precision, dafusion.variables")
     _check(where, "qc", ~np.isin(table.qc, list(QC_CODES)), table.qc)
     known = np.isin(table.variable, list(VARIABLES))
     _check(where, "variable", ~known, table.variable)
@@ -126,20 +130,38 @@ def validate(table: ObservationTable, where: str) -> None:
 
 def screen(table: ObservationTable) -> tuple[ObservationTable, dict[str, int]]:
     """Rows a valid table may still hold that no analysis should see, removed and counted:
-    values outside their variable's physically possible range (``Variable.bounds``: a
-    unit or transmission error, e.g. t850 = 1e6 K) and exact duplicates of an earlier row
-    (a file concatenated twice). Independent of the optional background check."""
-    lo = np.array([VARIABLES[v].bounds[0] for v in table.variable], dtype=float)
-    hi = np.array([VARIABLES[v].bounds[1] for v in table.variable], dtype=float)
-    gross = (table.value < lo) | (table.value > hi)
-    keys = list(zip(table.time.astype(np.int64), table.lat, table.lon,
-                    np.nan_to_num(table.level, nan=-1.0), table.variable, table.value,
-                    table.station_id))
+    values outside their channel's physically possible range (``Channel.bounds``: a unit
+    or transmission error, e.g. t850 = 1e6 K, or a height in metres as z500), exact
+    duplicates of an earlier row (a file concatenated twice), and rows that contradict
+    each other (one station, time, level and variable with different values: all of
+    them, as which is right cannot be told). Independent of the optional background
+    check."""
+    bounds = np.array([_bounds(v, lev) for v, lev in zip(table.variable, table.level)],
+                      dtype=float).reshape(-1, 2)
+    gross = (table.value < bounds[:, 0]) | (table.value > bounds[:, 1])
+    where = list(zip(table.time.astype(np.int64), table.lat, table.lon,
+                     np.nan_to_num(table.level, nan=-1.0), table.variable, table.station_id))
     first: dict[tuple, int] = {}
-    duplicate = np.array([first.setdefault(k, i) != i for i, k in enumerate(keys)], dtype=bool)
+    values: dict[tuple, set] = {}
+    duplicate = np.zeros(len(table), dtype=bool)
+    for i, (key, value) in enumerate(zip(where, table.value)):
+        if gross[i]:
+            continue
+        duplicate[i] = first.setdefault(key + (value,), i) != i
+        values.setdefault(key, set()).add(value)
+    conflict = np.array([len(values.get(k, ())) > 1 for k in where], dtype=bool) & ~gross
     counts = {"value outside the possible range of its variable": int(gross.sum()),
-              "exact duplicate of an earlier row": int((duplicate & ~gross).sum())}
-    return table.subset(~(gross | duplicate)), {k: v for k, v in counts.items() if v}
+              "exact duplicate of an earlier row": int((duplicate & ~conflict).sum()),
+              "conflicting rows for one station, time, level and variable (all removed)":
+                  int(conflict.sum())}
+    removed = gross | duplicate | conflict
+    return table.subset(~removed), {k: v for k, v in counts.items() if v}
+
+
+def _bounds(variable: str, level: float) -> tuple[float, float]:
+    if np.isnan(level):
+        return VARIABLES[variable].bounds
+    return Channel(VARIABLES[variable], int(round(level))).bounds
 
 
 def _check(where: str, column: str, bad: np.ndarray, values: np.ndarray, hint: str = "") -> None:

@@ -48,6 +48,8 @@ def _check_same_cycles(runs: list[Path], metrics: list[list[dict[str, Any]]]) ->
                            "before comparing)")
 
 
+FILES = ("compare.md", "compare.csv", "compare.png")  # what compare writes in ``out``
+
 SCORES = {"rmse": "RMSE of the ensemble mean (best in bold)",
           "spread_skill": "Spread-skill ratio (closest to 1 in bold)",
           "crps": "Fair CRPS (best in bold)"}
@@ -74,7 +76,8 @@ def scores_by_lead(rows: list[dict[str, Any]], members: int
             rms = float(np.sqrt(np.mean([r["rmse"] ** 2 for r in sel])))
             spread = float(np.sqrt(np.mean([r["spread"] ** 2 for r in sel])))
             out["rmse"].setdefault(channel, {})[column] = rms
-            out["spread_skill"].setdefault(channel, {})[column] = factor * spread / rms
+            out["spread_skill"].setdefault(channel, {})[column] = (
+                factor * spread / rms if members > 1 else float("nan"))  # no ensemble
             out["crps"].setdefault(channel, {})[column] = float(np.mean([r["crps"] for r in sel]))
     return out
 
@@ -108,6 +111,11 @@ def compare(runs: list[Path], out: Path | None = None,
                 lines.append(f"| {c} | {label} | " + " | ".join(cells) + " |")
                 csv_rows.append(f"{score},{c},{label}," + ",".join(f"{v:.6g}" for v in full[i]))
         text.append("\n".join(lines) + "\n")
+    single = [label for label, r in zip(labels, runs) if RunDir(r).config().run.members < 2]
+    if single:
+        text.append(f"Note: {', '.join(single)} has one member: no ensemble, so its spread is "
+                    "0, its spread-skill ratio is not defined (nan) and its CRPS is the "
+                    "mean absolute error.\n")
     text.append(_overall(scores, labels, runs))
     table = "\n".join(text)
     files: list[Path] = []

@@ -70,6 +70,9 @@ def campaign_scores(root: Path) -> tuple[list[str], list[str], list[str], list[s
     return settings, windows, channels, columns, arrays
 
 
+FILES = ("campaign.md", "campaign.csv", "campaign.png")  # what compare_campaign writes
+
+
 def compare_campaign(root: str | Path, out: str | Path | None = None
                      ) -> tuple[str, list[Path]]:
     """Markdown tables (each setting's mean with its interval; each setting against the
