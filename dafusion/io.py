@@ -110,7 +110,7 @@ def _write_failure(path: Path, err: Exception) -> str:
         free_bytes is not None and free_bytes < FULL_BELOW)
     if full:  # libraries report a full disk in their own words ('HDF error', 'Permission')
         return (f"{path}: could not be written: its disk is full ({free}; the writer said "
-                f"'{reason}'); free space and resume, the previous version, if any, is "
+                f"'{reason}'); free some space and resume; the previous version, if any, is "
                 "unchanged")
     return (f"{path}: could not be written ({reason}; {free}); the previous version, if "
             "any, is unchanged")

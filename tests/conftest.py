@@ -35,6 +35,9 @@ def analytic_fields(times: np.ndarray, grid: EquiangularGrid, levels: list[int])
              "u_component_of_wind": (5.0, 10.0), "v_component_of_wind": (0.0, 5.0)}
     for name, (base, amp) in bases.items():
         lev = 0.5 + np.asarray(levels, float)[None, :, None, None] / 1000.0
+        if name == "geopotential":  # hydrostatic: R * 260 K * ln(1000 hPa / p), 500 ~ 51,700
+            lev = 287.0 * 260.0 * np.log(1000.0 / np.asarray(levels, float))[
+                None, :, None, None] / base
         out[name] = (base * lev + amp * pattern[None, None] + hours[:, None, None, None]
                      * 0.01).astype(np.float32)
     out["surface_pressure"] = (100000.0 + 500.0 * pattern[None] + 0 * hours[:, None, None]

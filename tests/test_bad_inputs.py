@@ -43,8 +43,21 @@ def world(tmp_path_factory):
                                            str(tmp / "runs" / name),
                                            *_set(sets, f"run.observations={obs}")])
         assert result.exit_code == 0, result.output
+    _killed_after_first_analysis(tmp / "runs" / "killed1", sets, table)
     _files(tmp)
     return tmp, sets
+
+
+def _killed_after_first_analysis(run: Path, sets: list[str], table: Path) -> None:
+    """A run stopped while writing its second analysis: one cycle in state.npz."""
+    from dafusion.cycler.run import start_run
+
+    cfg = cycle_fakes.config(sets, "run.mode=plain", f"run.observations={table}")
+    with pytest.MonkeyPatch.context() as mp:
+        cycle_fakes.crash_at_metrics_write(mp, 2)
+        with pytest.raises(KeyboardInterrupt):
+            start_run(cfg, run)
+    assert json.loads(str(np.load(run / "state.npz")["meta"]))["cycle"] == 1
 
 
 def _set(sets, *extra):
@@ -70,6 +83,13 @@ def _files(root: Path) -> None:
         f.write(b"\x00\x01\x02")
     (root / "notarun").mkdir()
     (root / "not-igra.txt").write_text("hello\n")
+    with xr.open_dataset(root / "obs.nc") as ds:  # a table another tool wrote
+        tiny = ds.load()
+    tiny["error_std"][0] = 1e-30
+    tiny.to_netcdf(root / "tiny_error.nc")
+    (root / "cmp").mkdir()
+    for name in ("compare.md", "compare.csv", "compare.png"):
+        (root / "cmp" / name).write_text("an earlier comparison\n")
 
 
 def _incomplete(run: Path) -> None:
@@ -141,7 +161,31 @@ CASES = [
     ("resume-garbage-state", ["run", "--resume", "runs/garbage_state"],
      "state.npz: not a readable run state", "garbage_state"),
     ("resume-state-without-cycle", ["run", "--resume", "runs/no_cycle"],
-     "state.npz: incomplete run state (KeyError", "no_cycle"),
+     "state.npz: incomplete run state (lacks ['cycle', 'fingerprint'", "no_cycle"),
+    ("resume-without-inputs-edited", ["run", "--resume", "runs/bypass"],
+     "state.npz: its cycles were computed from other inputs than the run's config.yaml",
+     "bypass"),
+    ("resume-cycle-beyond-window", ["run", "--resume", "runs/cycle99"],
+     "state.npz: cycle 99 is not a cycle of this run (1..3 done)", "cycle99"),
+    ("resume-state-wrong-shape", ["run", "--resume", "runs/wrong_shape"],
+     "state.npz: array 'previous' has shape (3, 5, 7), not one of this run's", "wrong_shape"),
+    ("resume-state-fewer-rows", ["run", "--resume", "runs/short_tables"],
+     "state.npz: 0 metrics rows for 1 cycles done (expected 3)", "short_tables"),
+    ("weight-nan", ["run", "--set", "run.sources.stations.weight=nan"],
+     "run.sources.stations.weight: expected a number, got 'nan' (NaN)", None),
+    ("weight-inf", ["run", "--set", "run.sources.stations.weight=inf"],
+     "run.sources.stations.weight: must be a finite number, got inf", None),
+    ("sigma-y-tiny", ["run", "--set", "run.sources.stations.sigma_y=1e-30"],
+     "run.sources.stations.sigma_y: 1e-30 is below 1e-08", None),
+    ("obs-error-tiny", ["run", "--set", "obs.error_std.temperature=1e-30"],
+     "obs.error_std.temperature: must be a finite number >= 0.01 K", None),
+    ("table-error-tiny", ["run", "--set", "run.observations=tiny_error.nc"],
+     "tiny_error.nc: column error_std, row 0: invalid value 1e-30", None),
+    ("name-empty", ["run", "--name", ""], "'' is not a folder name inside runs/", None),
+    ("compare-twice", ["compare", "runs/done", "runs/done/"], "given more than once", None),
+    ("compare-out-exists", ["compare", "runs/done", "runs/done2", "--out", "cmp"],
+     "cmp: already holds a comparison (compare.md, compare.csv, compare.png); pass --force",
+     None),
     ("compare-not-a-run", ["compare", "notarun"], "notarun: not a run directory", None),
     ("compare-interrupted", ["compare", "runs/done", "runs/partial"],
      "runs/partial: 1 analyses, other runs 3", "partial"),
@@ -159,9 +203,14 @@ CASES = [
 
 
 def _prepare(root: Path, copy: str, sets: list[str]) -> None:
-    """A copy of the complete run, damaged as the case needs, made before the snapshot."""
+    """A copy of the complete run (or of the one killed after its first analysis),
+    damaged as the case needs, made before the snapshot."""
     run = root / "runs" / copy
     if run.exists():
+        return
+    if copy in ("bypass", "cycle99", "wrong_shape", "short_tables"):
+        shutil.copytree(root / "runs" / "killed1", run)
+        _damage_state(run, copy)
         return
     if copy == "empty":  # killed between its mkdir and config.yaml
         run.mkdir()
@@ -189,6 +238,27 @@ def _prepare(root: Path, copy: str, sets: list[str]) -> None:
         config = run / "config.yaml"
         config.write_text(config.read_text().replace("start: 2020-01-01T00",
                                                      "start: 2020-01-01T12"))
+
+
+def _damage_state(run: Path, copy: str) -> None:
+    if copy == "bypass":  # inputs.json deleted, the station weight edited 1 -> 0.5
+        (run / "inputs.json").unlink()
+        config = run / "config.yaml"
+        text = config.read_text()
+        assert text.count("weight: 1.0") >= 1
+        config.write_text(text.replace("weight: 1.0", "weight: 0.5", 1))
+        return
+    with np.load(run / "state.npz") as z:
+        meta = json.loads(str(z["meta"]))
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+    if copy == "cycle99":
+        meta["cycle"] = 99
+    elif copy == "wrong_shape":
+        arrays["array_previous"] = np.zeros((3, 5, 7))
+    elif copy == "short_tables":
+        meta["tables"]["metrics"] = []
+    with open(run / "state.npz", "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -322,6 +392,18 @@ def test_gross_values_duplicates_and_far_longitudes_at_the_table_boundary(tmp_pa
     assert removed == {"value outside the possible range of its variable": 1,
                        "exact duplicate of an earlier row": 1}
     assert kept.value.tolist() == [280.0, 270.0]
+    # a second report of station B at the same time and level, 20 K warmer: which of the
+    # two is right cannot be told, so both go; C's z500 in metres is outside z500's range
+    extra = [np.datetime64("2020-01-01T00", "ns"), 20.0, 350.0, 850.0, "temperature", 290.0,
+             1.0, "B", "test", 0]
+    both = {k: list(v) + [w] for (k, v), w in zip(rows.items(), extra)}
+    both["variable"][3], both["level"][3], both["value"][3] = "geopotential", 500.0, 5600.0
+    conflicting = ObservationTable(**both)
+    kept, removed = screen(conflicting)
+    assert removed == {"value outside the possible range of its variable": 1,
+                       "conflicting rows for one station, time, level and variable (all "
+                       "removed)": 3}
+    assert kept.value.tolist() == [280.0]
     far = ObservationTable(**{**rows, "lon": [-400.0, 0.0, 0.0, 0.0]})
     with pytest.raises(ObsTableError, match=r"column lon, row 0: invalid value -400.0"):
         validate(far, "far.nc")
@@ -342,9 +424,58 @@ def test_a_run_screens_its_observation_file(tmp_path):
     doubled = ObservationTable.concat([table, table])
     write_table(doubled, table_path, force=True)
     cfg = cycle_fakes.config(sets, "run.mode=plain", f"run.observations={table_path}")
-    start_run(cfg, tmp_path / "run")
+    with pytest.warns(UserWarning, match=r"obs.nc: rows removed before use: 2 value outside "
+                                         r"the possible range of its variable, \d+ exact "
+                                         "duplicate of an earlier row"):
+        start_run(cfg, tmp_path / "run")
     inputs = (tmp_path / "run" / "inputs.json").read_text()
     assert '"value outside the possible range of its variable": 2' in inputs
     assert f'"exact duplicate of an earlier row": {len(table) - 1}' in inputs
     assert "observation rows removed before use" in (tmp_path / "run" / "log.txt").read_text()
     xr.open_dataset(tmp_path / "run" / "cycle_000" / "analysis.nc").close()
+
+
+def test_a_run_that_lost_its_inputs_json_resumes_when_nothing_changed(world, tmp_path):
+    """The fingerprint in state.npz lets the header be completed, as before, when the
+    configuration and files are those the cycles were computed from."""
+    from dafusion.cycler.run import resume_run
+
+    root, _ = world
+    run = tmp_path / "lost_inputs"
+    shutil.copytree(root / "runs" / "killed1", run)
+    (run / "inputs.json").unlink()
+    resume_run(run)
+    assert (run / "metrics.csv").read_text() == (root / "runs" / "done" / "metrics.csv"
+                                                 ).read_text()
+    assert json.loads((run / "inputs.json").read_text()) == json.loads(
+        (root / "runs" / "done" / "inputs.json").read_text())
+
+
+def test_compare_replaces_a_comparison_only_with_force(world, tmp_path, monkeypatch):
+    root, _ = world
+    monkeypatch.chdir(root)
+    out = tmp_path / "cmp"
+    shutil.copytree(root / "cmp", out)
+    result = CliRunner().invoke(main, ["compare", "runs/done", "runs/done2", "--out", str(out),
+                                       "--force"])
+    assert result.exit_code == 0, result.output
+    assert (out / "compare.md").read_text().startswith("# Runs by lead day")
+    assert (out / "compare.csv").read_text().count("\n") == 1 + 3 * 3 * 2  # scores x ch x runs
+
+
+def test_one_member_says_there_is_no_ensemble_and_rejections_reach_the_screen(world, tmp_path):
+    root, sets = world
+    run = tmp_path / "one"
+    result = CliRunner().invoke(main, ["run", "--mode", "plain", "--members", "1", "--out",
+                                       str(run), *_set(sets, "run.sources.stations."
+                                                             "background_check=1.0")])
+    assert result.exit_code == 0, result.output
+    assert "Note: one has one member: no ensemble, so its spread is 0, its spread-skill " \
+        "ratio is not defined (nan)" in result.output
+    ratios = [ln for ln in result.output.splitlines() if ln.startswith("| t850 | one |")]
+    assert ratios[1] == "| t850 | one | nan | nan | nan | nan |"  # the spread-skill table
+    from dafusion.cycler.rundir import RunDir
+
+    rejected = sum(int(r["rejected"]) for r in RunDir(run).obs_rows())
+    assert rejected > 0
+    assert f"rejected by the background check: stations {rejected}" in result.output

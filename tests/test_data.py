@@ -79,7 +79,7 @@ def test_missing_channels_are_clear_errors(wb2_zarr, channels, message):
 def test_missing_time_is_a_clear_error(wb2_zarr):
     source = GriddedSource.open(wb2_zarr, CHANNELS)
     with pytest.raises(DataError, match="valid time 2020-01-05T00:00:00.000000000 not in the data "
-                                        r"\(2020-01-01T00.* step 6 hours"):
+                                        r"\(2020-01-01T00.* step 6 h\)"):
         source.at("2020-01-05")
 
 
@@ -134,7 +134,7 @@ def test_describe_and_available_channels(wb2_zarr):
     assert sorted(available_channels(ds)) == sorted(
         ["t500", "t850", "z500", "z850", "u500", "u850", "v500", "v850", "sp"])
     text = describe(GriddedSource.open(wb2_zarr, ["t850", "sp"]))
-    assert "equiangular_32x64" in text and "step 6 hours" in text
+    assert "equiangular_32x64" in text and "  step 6 h\n" in text
     line = [ln for ln in text.splitlines() if ln.startswith("sp ")][0]
     assert line.split()[1] == "Pa"
 

@@ -142,14 +142,69 @@ def test_damaged_grib_is_refused_by_name(tmp_path, damage, message):
     assert result.exit_code == 1 and "Traceback" not in result.output
 
 
-def test_a_missing_zarr_chunk_is_found_before_use(tmp_path, wb2_dataset):
+def test_a_missing_zarr_chunk_reads_as_missing_and_is_named_at_use(tmp_path, wb2_dataset):
+    """A chunk the store lacks is its fill value (NaN for xarray's float arrays): the
+    store opens, other times read, the time it covers is refused by channel and time."""
     store = tmp_path / "wb2.zarr"
     enc = {v: {"chunks": (1,) + wb2_dataset[v].shape[1:]} for v in wb2_dataset.data_vars}
     wb2_dataset.to_zarr(store, zarr_format=2, encoding=enc)
-    GriddedSource.open(store, ["t850"])
-    (store / "temperature" / "3.0.0.0").unlink()
-    with pytest.raises(DataError, match=r"wb2.zarr: chunks missing .*'temperature' \(1\)"):
-        GriddedSource.open(store, ["z500"])
+    (store / "temperature" / "3.0.0.0").unlink()  # time 3: 2020-01-01T18
+    source = GriddedSource.open(store, ["t850", "z500"])
+    expected = GriddedSource.open(_netcdf(tmp_path, wb2_dataset), ["t850", "z500"])
+    assert np.array_equal(source.at("2020-01-01T12").values,
+                          expected.at("2020-01-01T12").values)
+    with pytest.raises(DataError, match=r"wb2.zarr: NaN or infinite values at "
+                                        r"2020-01-01T18:00:00.000000000 in channels \['t850'\]"):
+        source.at("2020-01-01T18")
+    result = inspect(store)
+    assert result.exit_code == 1
+    assert "NaN or infinite values: t500 at 2020-01-01T18:00; t850 at 2020-01-01T18:00 (of 8 " \
+        "sampled times)" in result.output
+
+
+def _netcdf(tmp_path, ds: xr.Dataset):
+    path = tmp_path / "reference.nc"
+    if not path.exists():
+        ds.to_netcdf(path)
+    return path
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_written_by_xarray_defaults_reads_like_the_netcdf(tmp_path, zarr_format):
+    """The real sample as a fresh dataset through xarray's defaults: its single time is
+    encoded as 0, zarr 3 does not write that chunk (fill value 0, or none in format 2)."""
+    ds = xr.load_dataset(real_file(*NC))
+    fresh = xr.Dataset({k: (ds[k].dims, ds[k].values) for k in ds.data_vars},
+                       coords={k: ds[k].values for k in ds.coords})
+    store = tmp_path / f"v{zarr_format}.zarr"
+    fresh.to_zarr(store, zarr_format=zarr_format)
+    assert integrity.zarr_missing_chunks(str(store), ["time"]) == {"time": 1}  # the case
+    got = GriddedSource.open(store, ALL)
+    assert got.times.tolist() == [np.datetime64(T0, "ns").astype(int)] or \
+        got.times[0] == np.datetime64(T0, "ns")
+    ref = reference()
+    assert np.array_equal(got.at(T0).values, np.stack([ref[c] for c in ALL]))
+
+
+def test_a_missing_chunk_that_would_read_as_data_is_refused(tmp_path, wb2_dataset):
+    """A zarr 3 array whose fill value (0) xarray does not decode as missing: a lost chunk
+    would be read as zeros, so it is refused by name."""
+    import json
+
+    store = tmp_path / "z3.zarr"
+    enc = {v: {"chunks": (1,) + wb2_dataset[v].shape[1:]} for v in wb2_dataset.data_vars}
+    wb2_dataset.to_zarr(store, zarr_format=3, encoding=enc, consolidated=False)
+    meta_path = store / "surface_pressure" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["fill_value"] = 0.0
+    meta["attributes"].pop("_FillValue", None)
+    meta_path.write_text(json.dumps(meta))
+    GriddedSource.open(store, ["sp"])  # every chunk there: fine
+    (store / "surface_pressure" / "c" / "5" / "0" / "0").unlink()
+    with pytest.raises(DataError, match=r"z3.zarr: chunks missing from the zarr store: "
+                                        r"'surface_pressure' \(1, fill value 0.0\)"):
+        GriddedSource.open(store, ["sp"])
 
 
 # --------------------------------------------------------------------------- ensembles
@@ -209,11 +264,12 @@ def test_a_zarr_store_at_an_fsspec_url(tmp_path, wb2_dataset):
         for t in remote.times[[0, 5]]:
             assert np.array_equal(remote.at(t).values, expected.at(t).values)
         result = inspect(url)
-        assert result.exit_code == 0 and f"source   {url}" in result.output
+        assert result.exit_code == 0 and f"source   {url}" in result.output, result.output
         fsspec.filesystem("memory").rm("/boundary-test/wb2.zarr/temperature/2.0.0.0")
         assert remote.at(remote.times[5]) is not None  # other windows still read
-        with pytest.raises(DataError, match=r"chunks missing .*'temperature' \(1\)"):
-            remote.at(remote.times[2])
+        with pytest.raises(DataError, match=r"NaN or infinite values at 2020-01-01T12.* "
+                                            r"\['t850'\]"):
+            remote.at(remote.times[2])  # the missing chunk reads as its fill value, NaN
     finally:
         fsspec.filesystem("memory").rm("/boundary-test", recursive=True)
     result = inspect("memory://nowhere/x.zarr")
@@ -409,7 +465,7 @@ def test_a_multi_time_grib_reads_without_warnings(tmp_path):
         source = GriddedSource.open(path, ALL)
         text = describe(source)
     assert [str(w.message) for w in caught] == []
-    assert "times    4  2007-01-01T00" in text and "step 6 hours" in text
+    assert "times    4  2007-01-01T00" in text and "  step 6 h\n" in text
     assert "time" in source.ds.indexes  # an indexed time axis: windows select by date
     assert source.stack("2007-01-01T06", "2007-01-01T12").sizes["time"] == 2
     ref = reference()
@@ -456,3 +512,153 @@ def test_missing_chunks_are_counted_per_stored_object(tmp_path):
     assert integrity.zarr_missing_chunks(store, ["plain", "sharded"], slice(4, 6)) == {}
     assert integrity.zarr_missing_chunks(store, ["plain", "sharded"], slice(3, 7)) == \
         {"plain": 1, "sharded": 1}
+
+
+# --------------------------------------------------------------------------- issue: real files
+
+
+def _eccodes_fields(path) -> dict[str, np.ndarray]:
+    """Every message of ``path`` decoded by eccodes alone (no cfgrib, no xarray), by
+    channel, latitude ascending: the independent read."""
+    eccodes = pytest.importorskip("eccodes")
+    out = {}
+    with open(path, "rb") as f:
+        while (h := eccodes.codes_grib_new_from_file(f)) is not None:
+            name = eccodes.codes_get(h, "shortName") + str(eccodes.codes_get(h, "level"))
+            shape = eccodes.codes_get(h, "Nj"), eccodes.codes_get(h, "Ni")
+            out[name] = eccodes.codes_get_values(h).reshape(shape)[::-1]
+            eccodes.codes_release(h)
+    return out
+
+
+@pytest.mark.real_data
+def test_grib_messages_padded_with_zero_bytes_read_like_eccodes(tmp_path):
+    """ECMWF's archive pads each message with zero bytes: padding between messages (of
+    several lengths) and after the last is read, each field equal to eccodes' own."""
+    pytest.importorskip("cfgrib", reason="GRIB needs the 'grib' extra")
+    messages = list(grib_split(real_file(*GRIB)).values())
+    padded = tmp_path / "padded.grib"
+    padded.write_bytes(b"".join(m + b"\x00" * (k * 37 + 3) for k, m in enumerate(messages)))
+    assert [o for o, _, _ in integrity.grib_messages(padded)] == \
+        [sum(len(m) + j * 37 + 3 for j, m in enumerate(messages[:k])) for k in range(4)]
+    got = GriddedSource.open(padded, ALL).at(T0).values
+    independent = _eccodes_fields(padded)
+    for c, field in zip(ALL, got):
+        assert np.array_equal(field, independent[c].astype(field.dtype)), c
+    junk = tmp_path / "junk.grib"
+    junk.write_bytes(messages[0] + b"\x00" * 5 + b"junk" + messages[1])
+    with pytest.raises(DataError, match=r"junk.grib: not a GRIB message at byte "
+                                        f"{len(messages[0]) + 5} after 1 complete"):
+        open_dataset(junk)
+
+
+@pytest.mark.real_data
+def test_a_grib_file_on_two_grids_says_so(tmp_path):
+    eccodes = pytest.importorskip("eccodes")
+    pytest.importorskip("cfgrib", reason="GRIB needs the 'grib' extra")
+    m = grib_split(real_file(*GRIB))
+    h = eccodes.codes_new_from_message(m["z850"])  # z850 on a 2-degree grid
+    values = eccodes.codes_get_values(h).reshape(181, 360)[::2, ::2]
+    for key, value in [("Ni", 180), ("Nj", 91), ("iDirectionIncrement", 2000),
+                       ("jDirectionIncrement", 2000), ("longitudeOfLastGridPoint", 358000)]:
+        eccodes.codes_set(h, key, value)
+    eccodes.codes_set_values(h, values.ravel())
+    path = tmp_path / "two.grib"
+    path.write_bytes(m["z500"] + eccodes.codes_get_message(h) + m["t500"])
+    eccodes.codes_release(h)
+    with pytest.raises(DataError, match=r"two.grib: fields on 2 grids \(181x360: z \[500.0\], "
+                                        r"t \[500.0\]; 91x180: z \[850.0\]\)"):
+        open_dataset(path)
+
+
+@pytest.mark.real_data
+def test_geopotential_height_is_converted_and_a_mislabelled_one_refused(tmp_path):
+    ds = xr.load_dataset(real_file(*NC))
+    for v in ds.data_vars:
+        ds[v].encoding = {}
+    ref = reference()
+    gh = ds.rename(z="gh").assign(gh=lambda d: (d["gh"] / 9.80665).assign_attrs(units="gpm"))
+    gh.to_netcdf(tmp_path / "gh.nc")
+    got = GriddedSource.open(tmp_path / "gh.nc", ["z500", "z850"]).at(T0).values
+    np.testing.assert_allclose(got, np.stack([ref["z500"], ref["z850"]]), rtol=1e-12)
+    unlabelled = gh.assign(gh=gh["gh"].assign_attrs(units=None).drop_attrs())
+    unlabelled.to_netcdf(tmp_path / "gh_nounits.nc")  # cfgrib's gh: gpm by definition
+    assert np.array_equal(GriddedSource.open(tmp_path / "gh_nounits.nc", ["z500"]).at(T0).values,
+                          got[:1])
+    wrong = ds.assign(z=(ds["z"] / 9.80665).assign_attrs(units="m**2 s**-2"))
+    wrong.to_netcdf(tmp_path / "metres.nc")  # heights labelled as geopotential
+    with pytest.raises(DataError, match=r"metres.nc: z500 at 2007-01-01T12.* spans "
+                                        r"4741.79..5949.6 m\*\*2 s\*\*-2, outside the possible "
+                                        r"27417..73822.7"):
+        GriddedSource.open(tmp_path / "metres.nc", ["z500"]).at(T0)
+    result = inspect(tmp_path / "metres.nc")
+    assert result.exit_code == 1 and "z500 over the sampled times spans" in result.output
+    both = ds.assign(gh=gh["gh"])
+    both.to_netcdf(tmp_path / "both.nc")
+    with pytest.raises(DataError, match=r"both.nc: geopotential given twice \(\['gh', 'z'\]\)"):
+        open_dataset(tmp_path / "both.nc")
+    odd = gh.assign(gh=gh["gh"].assign_attrs(units="m**2 s**-2"))
+    odd.to_netcdf(tmp_path / "odd.nc")
+    with pytest.raises(DataError, match=r"odd.nc: 'gh' is a geopotential height but its units "
+                                        r"are 'm\*\*2 s\*\*-2'"):
+        open_dataset(tmp_path / "odd.nc")
+
+
+def test_geopotential_bounds_are_the_hypsometric_extremes():
+    from dafusion.variables import geopotential_bounds, parse_channel
+
+    for level in (1000, 850, 500, 50):
+        lo = min(287.05 * t * np.log(p / level) for t in (180, 330) for p in (850, 1090))
+        hi = max(287.05 * t * np.log(p / level) for t in (180, 330) for p in (850, 1090))
+        assert geopotential_bounds(level) == pytest.approx((lo, hi), rel=1e-15)
+        assert parse_channel(f"z{level}").bounds == geopotential_bounds(level)
+        metres = 287.05 * 250 * np.log(1013.25 / level) / 9.80665  # a height, as if m2 s-2
+        assert (level <= 700) == (metres < lo)  # caught from 700 hPa up
+    assert parse_channel("t500").bounds == (120.0, 380.0)
+
+
+def test_nan_blocks_and_time_gaps_are_named_by_channel_and_time(tmp_path, wb2_dataset):
+    ds = wb2_dataset.copy(deep=True)
+    ds["temperature"][[2, 5], 1, 3:9, 10:20] = np.nan  # t850 at 12 UTC day 1, 06 UTC day 2
+    path = tmp_path / "holes.nc"
+    ds.to_netcdf(path)
+    result = inspect(path)
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: {path}: NaN or infinite values: t850 at 2020-01-01T12:00, 2020-01-02T06:00 "
+        "(of 8 sampled times)")
+    out = tmp_path / "x.nc"
+    result = CliRunner().invoke(main, ["data", "export", str(path), "--out", str(out),
+                                       "--start", "2020-01-01", "--end", "2020-01-02T18",
+                                       "--every", "6", "--channels", "t850,t500"])
+    assert result.exit_code == 1 and not out.exists()
+    assert f"Error: {path}: NaN or infinite values: t850 at 2020-01-01T12:00, " \
+        "2020-01-02T06:00" in result.output
+    gap = tmp_path / "gap.nc"
+    wb2_dataset.isel(time=[0, 1, 2, 4, 5, 7]).to_netcdf(gap)  # 18 UTC day 1, 12 UTC day 2
+    source = GriddedSource.open(gap, ["t850"])
+    assert describe(source).splitlines()[2].endswith(
+        "step 6 h, irregular: 12 h after 2020-01-01T12:00, 12 h after 2020-01-02T06:00 "
+        "(2 times missing)")
+    result = CliRunner().invoke(main, ["data", "export", str(gap), "--out", str(out),
+                                       "--start", "2020-01-01", "--end", "2020-01-02T18",
+                                       "--every", "6", "--channels", "t850"])
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {gap}: 2 of the times every 6 h in 2020-01-01 .. 2020-01-02T18 are " \
+        "missing from the data and from x.nc: 2020-01-01T18:00, 2020-01-02T12:00" in \
+        result.output
+    with xr.open_dataset(out) as back:
+        assert back["time"].size == 6
+
+
+@pytest.mark.real_data
+def test_a_netcdf_without_levels_says_no_level(tmp_path):
+    ds = xr.open_dataset(real_file(*NC))
+    path = tmp_path / "none.nc"
+    ds.sel(level=500, drop=True).to_netcdf(path)
+    result = inspect(path)
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: {path}: no level: ['temperature', 'geopotential'] are pressure-level "
+        "variables but carry no pressure level (no level dimension or coordinate, and not "
+        "named like 't850')")

@@ -269,3 +269,28 @@ def test_set_on_error_std_keeps_the_other_variables(tmp_path):
         counts.append((len(table), sorted(set(table.variable))))
     defaults = {v for v in SUPPORTED if v in load_config().obs.error_std}
     assert counts[0] == counts[1] == counts[2] and set(counts[0][1]) == defaults
+
+
+@pytest.mark.real_data
+def test_a_station_missing_from_the_station_list_is_counted_and_said(tmp_path):
+    """The real list without USM00070026: its soundings keep the file header's
+    coordinates (71.2889 N, -156.7833 E read from the header), counted and warned about."""
+    data = real_file("igra2", "USM00070026-data.txt")
+    lines = real_file("igra2", "igra2-station-list.txt").read_text().splitlines()
+    short = tmp_path / "list.txt"
+    short.write_text("\n".join(ln for ln in lines if not ln.startswith("USM00070026")) + "\n")
+    soundings = list(read_soundings(data, Rejections()))
+    table, rej = import_igra([data], settings(), station_list=short)
+    assert rej.unlisted == {"USM00070026": len(soundings)}  # every sounding read
+    headers = {(s.lat, s.lon) for s in soundings}
+    assert {(la, lo) for la, lo in zip(table.lat, table.lon)} <= \
+        {(la, lo % 360) for la, lo in headers}
+    out = tmp_path / "igra.nc"
+    result = CliRunner().invoke(main, [
+        "obs", "import-igra", str(data), "--out", str(out), "--station-list", str(short)])
+    assert result.exit_code == 0, result.output
+    assert f"Warning: {len(soundings)} soundings of 1 station(s) not in list.txt use their " \
+        "file header's coordinates: USM00070026" in result.stderr
+    full, rej_full = import_igra([data], settings(),
+                                 station_list=real_file("igra2", "igra2-station-list.txt"))
+    assert not rej_full.unlisted

@@ -114,3 +114,67 @@ def test_a_classical_method_on_two_ranks_is_refused_by_name(config_file, tmp_pat
     assert done.returncode != 0
     assert "run.method oi runs in one process" in done.stdout + done.stderr
     assert not (tmp_path / "oi").exists()  # refused before anything was written
+
+
+def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dafusion.cli", *args], capture_output=True,
+                          text=True, timeout=600, cwd=cwd)
+
+
+@pytest.mark.slow
+def test_ranks_option_takes_the_commands_own_options_and_equals_one_process(config_file,
+                                                                           tmp_path):
+    """``cycler run --ranks 2`` (torch's elastic launcher) with ``--start`` as a user types
+    it: the one-process run file for file, with the same members per network pass
+    (``micro_batch``) and threads per process."""
+    args = ["run", "--config", str(config_file), "--mode", "plain", "--start", "2020-01-01",
+            "--days", "0.5", "--members", "4", "--set", "prior.sampler.micro_batch=2"]
+    one = _cli("--threads", "1", *args, "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _cli("--threads", "1", *args, "--ranks", "2", "--out", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.splitlines()[0].startswith(f"{tmp_path / 'two'}: 2 analyses")
+    assert two.stderr.count("Error") == 0 and "Traceback" not in two.stderr
+    _same_run(tmp_path / "one", tmp_path / "two")
+    names = sorted(p.relative_to(tmp_path / "one").as_posix()
+                   for p in (tmp_path / "one").rglob("*"))
+    assert names == sorted(p.relative_to(tmp_path / "two").as_posix()
+                           for p in (tmp_path / "two").rglob("*"))
+    import json
+
+    assert json.loads((tmp_path / "two" / "versions.json").read_text())["ranks"] == "2"
+    refused = _cli("run", "--config", str(config_file), "--members", "1", "--ranks", "2",
+                   "--out", str(tmp_path / "few"))
+    assert refused.returncode == 1 and not (tmp_path / "few").exists()
+    assert refused.stderr.strip() == "Error: run.members=1 is fewer than the 2 ranks: each " \
+        "rank needs at least one member"
+
+
+@pytest.mark.slow
+def test_ctrl_c_of_ranks_is_one_line_and_the_run_resumes(config_file, tmp_path):
+    """Ctrl-C reaches the launcher and every rank (one process group): exit 130, rank 0's
+    one line, and the same --ranks command with --resume finishes the same run."""
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "cut"
+    args = ["--threads", "1", "run", "--config", str(config_file), "--mode", "plain",
+            "--days", "3.5"]
+    proc = subprocess.Popen([sys.executable, "-m", "dafusion.cli", *args, "--ranks", "2",
+                             "--out", str(run)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while not (run / "state.npz").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-3000:]
+    assert [ln for ln in err.splitlines() if ln.strip()] == \
+        [f"Interrupted: {run} is resumable: cycler run --resume {run}"]
+    assert not (run / "COMPLETE").exists()
+    resumed = _cli("--threads", "1", "run", "--ranks", "2", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole = _cli(*args, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    _same_run(run, tmp_path / "whole")

@@ -178,6 +178,43 @@ def test_a_full_disk_stops_cleanly_and_the_run_resumes(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "already complete" in result.output
 
 
+def test_a_full_disk_is_called_full_whatever_the_writer_said(tmp_path, monkeypatch):
+    """A library on a full disk may say 'Permission denied' or 'HDF error'; with (almost)
+    no space left the message says the disk is full, and the old file stays."""
+    import collections
+    import errno
+    import shutil
+
+    from dafusion.io import WriteError, write_text
+
+    target = tmp_path / "metrics.csv"
+    target.write_text("old\n")
+    usage = collections.namedtuple("usage", "total used free")
+
+    def denied(tmp):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 4096, 4096))
+    from dafusion.io import atomic_write
+
+    with pytest.raises(WriteError) as caught:
+        atomic_write(target, denied)
+    assert str(caught.value) == (f"{target}: could not be written: its disk is full (0 MB free "
+                                 "on its disk; the writer said 'Permission denied'); free "
+                                 "some space and resume; the previous version, if any, is "
+                                 "unchanged")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 0, 10**9))
+    with pytest.raises(WriteError, match=r"could not be written \(Permission denied; 1000 MB "
+                                         r"free on its disk\)"):
+        atomic_write(target, denied)
+    with pytest.raises(WriteError, match="its disk is full"):  # ENOSPC says so itself
+        atomic_write(target, lambda tmp: (_ for _ in ()).throw(
+            OSError(errno.ENOSPC, "No space left on device")))
+    assert target.read_text() == "old\n" and not list(tmp_path.glob("*.partial"))
+    write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+
+
 def test_an_unwritable_place_is_one_line(tmp_path, monkeypatch):
     sets = cycle_fakes.setup(tmp_path)
     real = Path.mkdir

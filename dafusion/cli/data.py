@@ -76,7 +76,8 @@ def data_export(path: str, out: str, start: str, end: str, every_hours: int,
                                 member=member if member is not None else cfg.data.member)
     command = " ".join(["cycler", "data", "export", Path(path).name] + sys.argv[4:])
     export(source, out, start=start, end=end, every_hours=every_hours, pack=not no_pack,
-           force=force, attrs={"history": command})
+           force=force, attrs={"history": command},
+           warn=lambda text: click.echo(f"Warning: {text}", err=True))
     click.echo(f"wrote {out} ({Path(out).stat().st_size / 1e6:.2f} MB)")
 
 

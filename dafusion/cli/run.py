@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,8 +98,8 @@ def _threads_per_rank(nranks: int) -> int:
     return given if given is not None else max(1, torch.get_num_threads() // nranks)
 
 
-def _check_options(nranks: int, config_path: str | None, overrides: tuple[str, ...], mode: str | None,
-                   method: str | None, start: str | None, days: float | None,
+def _check_options(nranks: int, config_path: str | None, overrides: tuple[str, ...],
+                   mode: str | None, method: str | None, start: str | None, days: float | None,
                    members: int | None, out: str | None, name: str | None,
                    resume: str | None) -> None:
     if resume:
@@ -143,6 +144,14 @@ def _launch(nranks: int, threads: int, device: str, params: dict) -> None:
                                    f"status {', '.join(map(str, codes))}); see above") from None
 
 
+def _stop_once(signum: int, frame: object) -> None:
+    """The first SIGINT or SIGTERM stops the rank as Ctrl-C does (resumably, rank 0 says
+    so); the launcher's SIGTERM that follows a Ctrl-C is then ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _rank_main(threads: int, device: str, params: dict) -> None:
     """One rank started by :func:`_launch`: the command's settings, then :func:`_run`;
     a user error is printed once (by rank 0) and ends the rank with status 1."""
@@ -154,6 +163,8 @@ def _rank_main(threads: int, device: str, params: dict) -> None:
 
     warnings.formatwarning = _one_line_warning
     dafusion_threads.apply(threads)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C here, or the launcher stopping us
+        signal.signal(sig, _stop_once)
     ranks, device = from_environment(device)
     try:
         friendly(_run)(ranks, device, **params)

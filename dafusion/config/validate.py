@@ -27,8 +27,9 @@ def positive(obj: Any, path: str, *names: str) -> None:
     """Each named field a finite number > 0."""
     for name in names:
         v = getattr(obj, name)
-        if not (v > 0 and math.isfinite(v)):
-            raise ConfigError(f"{path}.{name}: must be a finite number > 0, got {v!r}")
+        if not v > 0:
+            raise ConfigError(f"{path}.{name}: must be > 0, got {v!r}")
+        _finite(v, f"{path}.{name}")
 
 
 def per_variable(value: Any, path: str, *, strict: bool, default_key: bool) -> None:
@@ -42,17 +43,24 @@ def per_variable(value: Any, path: str, *, strict: bool, default_key: bool) -> N
                                                                name == "default"):
             raise ConfigError(f"{key}: unknown variable; known: {sorted(VARIABLES)}"
                               + (" or 'default'" if default_key else ""))
-        if v is not None and not ((v > 0 if strict else v >= 0) and math.isfinite(v)):
-            raise ConfigError(f"{key}: must be a finite number {'> 0' if strict else '>= 0'}"
-                              f", got {v!r}")
+        if v is not None and not (v > 0 if strict else v >= 0):
+            raise ConfigError(f"{key}: must be {'> 0' if strict else '>= 0'}, got {v!r}")
+        if v is not None:
+            _finite(v, key)
 
 
 def non_negative(obj: Any, path: str, *names: str) -> None:
     """Each named field a finite number >= 0."""
     for name in names:
         v = getattr(obj, name)
-        if not (v >= 0 and math.isfinite(v)):
-            raise ConfigError(f"{path}.{name}: must be a finite number >= 0, got {v!r}")
+        if not v >= 0:
+            raise ConfigError(f"{path}.{name}: must be >= 0, got {v!r}")
+        _finite(v, f"{path}.{name}")
+
+
+def _finite(value: float, key: str) -> None:
+    if not math.isfinite(value):
+        raise ConfigError(f"{key}: must be a finite number, got {value!r}")
 
 
 # a normalised variance below this (an error std 1e-4 of the climatological std, e.g.

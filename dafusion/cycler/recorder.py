@@ -131,8 +131,11 @@ def check_state(exp: Experiment, run: RunDir) -> None:
         return RunError(f"{path}: {what}; delete it to restart the run from its first cycle, "
                         "or start a new run")
 
-    then = str(meta.get("fingerprint", "none"))[:12]
-    if meta.get("fingerprint") != exp.fingerprint:
+    lacks = [k for k in ("cycle", "fingerprint", "tables", "mode", "sources") if k not in meta]
+    if lacks:
+        raise refuse(f"incomplete run state (lacks {lacks})")
+    then = str(meta["fingerprint"])[:12]
+    if meta["fingerprint"] != exp.fingerprint:
         raise RunError(f"{path}: its cycles were computed from other inputs than the run's "
                        f"{CONFIG} and files give now (fingerprint {then} then, "
                        f"{exp.fingerprint[:12]} now); restore them, or start a new run")

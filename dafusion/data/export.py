@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +16,14 @@ from dafusion.io import write_netcdf
 
 def export(source: GriddedSource, out: str | Path, *, start: str, end: str,
            every_hours: int, pack: bool = True, force: bool = False,
-           attrs: dict[str, str] | None = None) -> Path:
+           attrs: dict[str, str] | None = None,
+           warn: Callable[[str], None] = warnings.warn) -> Path:
     """Write a time window of the source's channels as WeatherBench-2-layout netCDF.
 
     ``pack`` stores int16 with per-variable ``scale_factor``/``add_offset`` (as the
     CDS does; resolution (max - min) / 65530) and zlib, for small shipped files.
-    The written file is read back and compared before it takes its final name.
+    The written file is read back and compared before it takes its final name. Times
+    missing from the window (a gap in the data) are said through ``warn``.
     Written to a temporary name and renamed, so a partial file never looks complete.
     """
     out = Path(out)
@@ -44,7 +47,7 @@ def export(source: GriddedSource, out: str | Path, *, start: str, end: str,
         raise DataError(f"{source.path}: NaN or infinite values: {bad}")
     gaps = missing_times(ds["time"].values, every_hours)
     if gaps.size:
-        warnings.warn(f"{source.path}: {gaps.size} of the times every {every_hours} h in "
+        warn(f"{source.path}: {gaps.size} of the times every {every_hours} h in "
                       f"{start} .. {end} are missing from the data and from {out.name}: "
                       f"{times_text(gaps)}")
     source.check_plausible(window, f"in {start} .. {end}")
