@@ -172,11 +172,19 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class SamplerConfig:
-    """Algorithm 1: sigma schedule, churn, Heun, guidance (EDM defaults, N = 18)."""
+    """Algorithm 1: sigma schedule, churn, Heun, guidance (EDM defaults, N = 18).
+
+    ``start``: ``noise`` (Algorithm 1: x_0 = σ_max ε, ``steps`` Heun steps from σ_max)
+    or ``background`` (a warm start, emulator modes: x_0 = b + σ_start ε from each
+    member's background b, the emulator state on the analysis grid, then ``steps``
+    Heun steps from σ_start; ``prior.sampler`` docs in ``prior/sampler.py``).
+    """
 
     steps: int = 18
     sigma_min: float = 0.002
     sigma_max: float = 80.0
+    start: Literal["noise", "background"] = "noise"
+    sigma_start: float = 2.0  # normalised: the noise added to the background (start=background)
     rho: float = 7.0
     S_churn: float = 0.0
     S_tmin: float = 0.0
@@ -195,9 +203,13 @@ class SamplerConfig:
     def validate(self, path: str) -> None:
         if self.steps < 1:
             raise ConfigError(f"{path}.steps: must be >= 1, got {self.steps}")
-        positive(self, path, "sigma_min", "sigma_max", "rho", "S_noise")
+        positive(self, path, "sigma_min", "sigma_max", "rho", "S_noise", "sigma_start")
         if self.sigma_min >= self.sigma_max:
             raise ConfigError(f"{path}.sigma_min: must be < sigma_max")
+        if self.start == "background" and not self.sigma_min < self.sigma_start <= \
+                self.sigma_max:
+            raise ConfigError(f"{path}.sigma_start: must be in ({self.sigma_min:g}, "
+                              f"{self.sigma_max:g}], got {self.sigma_start:g}")
         non_negative(self, path, "S_churn", "S_tmin", "guidance_scale", "guidance_clip",
                      "micro_batch")
 

@@ -75,12 +75,15 @@ class DiffusionAnalysis:
                                   callback=lambda i, x: self.progress(1))
 
     def __call__(self, cycle: int, terms: list[LikelihoodTerm], mode: Mode) -> np.ndarray:
-        return analyse(self.exp, self.sampler, terms, cycle)
+        start = mode if self.exp.cfg.prior.sampler.start == "background" else None
+        return analyse(self.exp, self.sampler, terms, cycle, start)
 
 
-def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int) -> np.ndarray:
-    """The analysis ensemble ``(M, C, H, W)`` in physical units (Algorithm 1). Across
-    processes (``cycler.ranks``) each samples its members, then all have all."""
+def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int,
+            start: Mode | None = None) -> np.ndarray:
+    """The analysis ensemble ``(M, C, H, W)`` in physical units (Algorithm 1; warm
+    started from ``start``'s backgrounds with ``prior.sampler.start = background``).
+    Across processes (``cycler.ranks``) each samples its members, then all have all."""
     shape, members = (len(exp.channels), *exp.grid.shape), exp.cfg.run.members
     a, b = exp.ranks.span(members)
     gens = seeding.generators(exp.cfg.run.seed, cycle, members, exp.device)[a:b]
@@ -88,10 +91,26 @@ def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int) -> np
     if exp.ranks.size > 1:  # the terms as members a..b-1 see them
         terms = [members_of(t, a, b, members) for t in terms]
     denoiser = guided(exp.denoiser, terms, s, b - a) if terms else exp.denoiser
-    x = sampler(denoiser, shape, gens, device=exp.device).detach()
+    x0 = None if start is None else warm_start(exp, start, cycle, a, b)
+    x = sampler(denoiser, shape, gens, device=exp.device, start=x0).detach()
     x = exp.ranks.gather(x, members).cpu()
     _check_divergence(x, cycle, exp)
     return exp.normaliser.denormalise(x.double().numpy())
+
+
+def warm_start(exp: Experiment, mode: Mode, cycle: int, a: int, b: int) -> torch.Tensor:
+    """Members a..b-1's backgrounds, normalised ``(b - a or 1, C, H, W)``: each member's
+    emulator state on the analysis grid (``reinit members``), else the one state; a
+    channel the emulator does not forecast: the previous analysis mean, at the first
+    analysis the climatological mean (0)."""
+    background = mode.background_members(cycle)
+    if background is None:
+        raise RunError("prior.sampler.start=background starts from the emulator's "
+                       "forecast: use mode forecast or reinit")
+    z = np.nan_to_num(exp.normaliser.normalise(background), nan=0.0)
+    if z.shape[0] > 1:
+        z = z[a:b]
+    return torch.as_tensor(z, dtype=torch.float32)
 
 
 def guided(denoiser: Denoiser, terms: list, s: SamplerConfig, members: int) -> GuidedDenoiser:

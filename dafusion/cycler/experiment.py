@@ -123,6 +123,10 @@ class Experiment:
                            "disable them (stations, gridded) and use mode plain")
         if run.method != "diffusion":
             self._check_classical()
+        elif self.cfg.prior.sampler.start == "background" and self.emulator is None:
+            raise RunError("prior.sampler.start=background starts each analysis from the "
+                           "emulator's forecast; mode plain has none (use forecast or "
+                           "reinit, or prior.sampler.start=noise)")
         check_ranks(self.ranks, run.method, run.members)
 
     def _check_classical(self) -> None:

@@ -5,6 +5,19 @@ The line numbers in the comments are Algorithm 1's. With the plain denoiser it i
 the unconditional sampler; with the guided one the drift ``(x − D̃(x; t)) / t`` is
 the paper's posterior drift ``(x − D(x; t)) / t − λ_g t s`` (eqs. 13-14).
 
+A warm start (``prior.sampler.start = background``) replaces line 3's x_0 = σ_max ε
+by x_0 = b + σ_start ε, b the member's background, and runs the same loop on a
+schedule from σ_start: an SDEdit-like start (Meng et al. 2022; DAISI starts from the
+forecast too). What it samples, for a Gaussian prior and linear observations
+(``tests/test_warm_start.py``): with S_churn = 0 the probability-flow ODE of the
+posterior p(x | y) = N(m, P) is linear, x = m + A (x_0 − m) with
+A = P^½ (P + σ_start² I)^-½, so the members are N(m + A (b − m), σ_start² P (P +
+σ_start² I)^-1). Their covariance is that of the posterior that also takes b as an
+observation with error variance σ_start², whose mean is m + K (b − m) with
+K = P (P + σ_start² I)^-1 = A²: the warm start pulls the mean towards b by A, not
+K (A ≥ K in every eigen-direction). It is exact only in the limit σ_start → ∞
+(Algorithm 1's start), where A → 0.
+
 The ensemble is one batch; member m draws all its noise from its own
 generator seeded with ``(seed, m)``, so its result does not depend on the batch
 size or on the other members (the network has no batch coupling).
@@ -29,10 +42,12 @@ class SamplingError(FloatingPointError):
 
 
 def sigma_steps(cfg: SamplerConfig) -> torch.Tensor:
-    """t_0 > ... > t_{N-1} = σ_min, t_N = 0 (Karras et al. eq. 5), float64."""
+    """t_0 > ... > t_{N-1} = σ_min, t_N = 0 (Karras et al. eq. 5), float64; t_0 is
+    σ_max, or σ_start for a warm start (``cfg.start == "background"``)."""
     n = cfg.steps
     i = torch.arange(n, dtype=torch.float64)
-    lo, hi = cfg.sigma_min ** (1 / cfg.rho), cfg.sigma_max ** (1 / cfg.rho)
+    top = cfg.sigma_start if cfg.start == "background" else cfg.sigma_max
+    lo, hi = cfg.sigma_min ** (1 / cfg.rho), top ** (1 / cfg.rho)
     t = (hi + i / max(n - 1, 1) * (lo - hi)) ** cfg.rho
     return torch.cat([t, torch.zeros(1, dtype=torch.float64)])
 
@@ -70,12 +85,20 @@ class EDMSampler:
 
     def __call__(self, denoiser: Denoiser, shape: tuple[int, int, int],
                  generators: list[torch.Generator], dtype: torch.dtype = torch.float32,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
+                 device: torch.device | str = "cpu",
+                 start: torch.Tensor | None = None) -> torch.Tensor:
+        """``start (B, C, H, W)`` or ``(1, C, H, W)``: the warm start's backgrounds b
+        (normalised; needed when ``cfg.start == "background"``): x_0 = b + t_0 ε."""
         cfg, t = self.cfg, self.t
         device = torch.device(device)
         if len(generators) < 1:
             raise ValueError("sampler: no members (one generator per member)")
+        if (start is not None) != (cfg.start == "background"):
+            raise ValueError(f"sampler: prior.sampler.start is {cfg.start!r}, "
+                             f"{'but no' if start is None else 'but a'} background was given")
         x = _randn(shape, generators, dtype, device) * t[0].item()           # line 3
+        if start is not None:  # the warm start: the background noised to σ_start
+            x = start.to(dtype=dtype, device=device) + x
         for i in range(cfg.steps):                                          # line 4
             t_cur, t_next = t[i].item(), t[i + 1].item()
             churn = cfg.S_tmin <= t_cur <= cfg.S_tmax and cfg.S_churn > 0

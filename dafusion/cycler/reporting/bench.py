@@ -108,7 +108,10 @@ def analysis(parts: Parts, cfg: Config, members: list[int], device: torch.device
                       else parts.denoiser)
     sampler = EDMSampler(s)
     gens = member_generators(cfg.run.seed, members, device)
-    seconds = _timed(lambda: sampler(guided, parts.shape, gens, device=device), device)
+    start = (torch.zeros((1, *parts.shape), device=device)  # the climatological mean
+             if s.start == "background" else None)
+    seconds = _timed(lambda: sampler(guided, parts.shape, gens, device=device, start=start),
+                     device)
     return seconds, guided.calls
 
 

@@ -1,0 +1,111 @@
+"""The warm start (``prior.sampler.start = background``) against closed forms.
+
+For a Gaussian prior N(μ, Σ) and linear observations y = A x + N(0, R) the guided
+denoiser with the exact Γ̂ is E[x₀ | x_σ, y] (``test_guidance.py``), so the sampler
+integrates the probability-flow ODE of the posterior N(m, P). Started from
+x_0 = b + σ_s ε that ODE is linear: x = m + S (x_0 − m), S = P^½ (P + σ_s² I)^-½, and
+the members are N(m + S (b − m), σ_s² P (P + σ_s² I)^-1) — computed here from
+eigendecompositions, independently of the sampler.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dafusion.config import SamplerConfig
+from dafusion.obs.base import joint_log_likelihood
+from dafusion.obs.covariance import DenseCovariance
+from dafusion.prior.guidance import GuidedDenoiser
+from dafusion.prior.sampler import EDMSampler, member_generators, sigma_steps
+from fakes import GaussianDenoiser, LinearObs
+
+D = torch.float64
+N = 4000  # members: Monte-Carlo standard errors about 1.6 % of a standard deviation
+
+
+def _problem():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(8, 8, generator=gen, dtype=D) * 0.4
+    mu, cov = torch.linspace(-1, 1, 8, dtype=D), a @ a.T + 0.3 * torch.eye(8, dtype=D)
+    index = torch.tensor([1, 4, 6])
+    sel = torch.zeros(3, 8, dtype=D)
+    sel[torch.arange(3), index] = 1.0
+    r = 0.1 * torch.eye(3, dtype=D)
+    y = torch.tensor([0.5, -1.0, 2.0], dtype=D)
+    return mu, cov, index, sel, r, y
+
+
+def _sym(mat: torch.Tensor, f) -> torch.Tensor:
+    lam, vec = torch.linalg.eigh(mat)
+    return vec @ torch.diag(f(lam)) @ vec.T
+
+
+def _term(mu, cov, index, sel, r, y):
+    eye = torch.eye(8, dtype=D)
+
+    def gamma(sigma):  # A Cov[x₀ | x_σ] Aᵀ / σ², one matrix for the batch's single σ
+        t = float(sigma[0])
+        one = sel @ (cov - cov @ torch.linalg.solve(cov + t**2 * eye, cov)) @ sel.T / t**2
+        return one.expand(sigma.shape[0], 3, 3)
+
+    return LinearObs("linear", y, 0.1, 0.0, 1.0, index, covariance=DenseCovariance(r, gamma))
+
+
+@pytest.mark.parametrize("sigma_start", [0.5, 2.0])
+def test_warm_started_ode_sampler_gives_the_closed_form(sigma_start):
+    mu, cov, index, sel, r, y = _problem()
+    precision = torch.linalg.inv(cov) + sel.T @ torch.linalg.solve(r, sel)
+    p = torch.linalg.inv(precision)
+    m = p @ (torch.linalg.solve(cov, mu) + sel.T @ torch.linalg.solve(r, y))
+    b = torch.tensor([1.0, -0.5, 0.3, 2.0, 0.0, -1.2, 0.8, 0.4], dtype=D)  # a background
+    s2 = sigma_start**2
+    shrink = _sym(p, lambda lam: (lam / (lam + s2)).sqrt())  # S = P^½ (P + σ_s²)^-½
+    mean, covariance = m + shrink @ (b - m), s2 * _sym(p, lambda lam: 1.0 / (lam + s2)) @ p
+
+    cfg = SamplerConfig(steps=40, start="background", sigma_start=sigma_start)
+    assert sigma_steps(cfg)[0].item() == pytest.approx(sigma_start)
+    guided = GuidedDenoiser(GaussianDenoiser(mu, cov),
+                            joint_log_likelihood([_term(mu, cov, index, sel, r, y)]))
+    x = EDMSampler(cfg)(guided, (1, 2, 4), member_generators(0, range(N)), dtype=D,
+                        start=b.reshape(1, 1, 2, 4)).reshape(N, 8)
+    got_mean, got_cov = x.mean(0), torch.cov(x.T)
+    std = covariance.diagonal().sqrt()
+    se_mean = std / N**0.5
+    se_cov = ((covariance.diagonal()[:, None] * covariance.diagonal()[None]
+               + covariance**2) / N).sqrt()
+    assert ((got_mean - mean).abs() < 4 * se_mean).all(), (got_mean - mean) / se_mean
+    assert ((got_cov - covariance).abs() < 4 * se_cov).all(), (got_cov - covariance) / se_cov
+
+    # what differs from the posterior that takes b as an observation with error σ_s²:
+    # the same covariance, the mean pulled towards b by S instead of K = S²
+    bayes = m + _sym(p, lambda lam: lam / (lam + s2)) @ (b - m)
+    assert (bayes - mean).abs().max() > 20 * se_mean.max()
+    # and from the posterior p(x | y) itself (Algorithm 1's start, σ_s -> ∞)
+    assert torch.trace(covariance) < torch.trace(p)
+
+
+def test_the_noise_start_is_unchanged_and_a_background_is_required():
+    mu, cov, *_ = _problem()
+    prior = GaussianDenoiser(mu, cov)
+    cfg = SamplerConfig(steps=6, sigma_max=20.0)
+    with pytest.raises(ValueError, match="start is 'noise', but a background was given"):
+        EDMSampler(cfg)(prior, (1, 2, 4), member_generators(0, range(2)), dtype=D,
+                        start=torch.zeros(1, 1, 2, 4, dtype=D))
+    warm = SamplerConfig(steps=6, start="background", sigma_start=1.0)
+    with pytest.raises(ValueError, match="start is 'background', but no background"):
+        EDMSampler(warm)(prior, (1, 2, 4), member_generators(0, range(2)), dtype=D)
+    # the warm start's first state is b + σ_start ε with Algorithm 1's member noise
+    gens = member_generators(0, range(2))
+    noise = torch.stack([torch.randn((1, 2, 4), generator=g, dtype=D)
+                         for g in member_generators(0, range(2))])
+    b = torch.arange(8, dtype=D).reshape(1, 1, 2, 4)
+    first = []
+
+    class Probe:
+        def __call__(self, x, sigma):
+            first.append(x.clone())
+            return prior(x, sigma)
+
+    EDMSampler(warm)(Probe(), (1, 2, 4), gens, dtype=D, start=b)
+    torch.testing.assert_close(first[0], b + 1.0 * noise, rtol=0, atol=1e-15)
