@@ -198,3 +198,47 @@ def test_a_compiled_network_gives_the_same_denoiser():
         compiled = denoiser(x, sigma)
     assert getattr(denoiser.net, "_dafusion_compiled", False)
     assert torch.allclose(compiled, reference, rtol=0, atol=1e-5)
+
+
+def test_bench_sweep_steps_times_each_runs_sampler_and_scores_it_against_the_first(tmp_path):
+    """Three runs of the same window (Algorithm 1 with 3 and 2 steps, and a warm start
+    with 2): evaluations 2N - 1, the reference's ratios exactly 1, the others' equal to
+    their RMS errors over the analyses after the first computed from metrics.csv here."""
+    import csv
+
+    from dafusion.cycler.run import start_run
+
+    sets = cycle_fakes.setup(tmp_path)
+    settings = {"ref": [], "two": ["prior.sampler.steps=2"],
+                "warm": ["prior.sampler.steps=2", "prior.sampler.start=background",
+                         "prior.sampler.sigma_start=1.5"]}
+    for name, extra in settings.items():
+        start_run(cycle_fakes.config(sets, "run.mode=reinit", "run.days=0.5", *extra),
+                  tmp_path / name)
+    out = tmp_path / "sweep.json"
+    result = CliRunner().invoke(main, [
+        "bench", "--members", "2", "--sweep-steps", *[str(tmp_path / n) for n in settings],
+        "--json", str(out), "--figure", str(tmp_path / "sweep.png"),
+        *[a for s in sets for a in ("--set", s)]])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    steps = load_config(None, sets).prior.sampler.steps
+    assert [r["evaluations"] for r in rows] == [2 * steps - 1, 3, 3]
+    assert [r["start"] for r in rows] == ["noise", "noise", "background"]
+    assert rows[2]["sigma_0"] == 1.5 and rows[0]["sigma_0"] == 80.0
+    assert set(rows[0]["rmse_rel"].values()) == {1.0} and rows[0]["speedup"] == 1.0
+
+    def rms(run, channel):
+        with open(tmp_path / run / "metrics.csv") as f:
+            errors = [float(r["rmse"]) for r in csv.DictReader(f)
+                      if r["channel"] == channel and int(r["lead_hours"]) > 0]
+        return np.sqrt(np.mean(np.square(errors)))
+
+    for r in rows[1:]:
+        for c in cycle_fakes.CHANNELS:
+            assert r["rmse_rel"][c] == pytest.approx(rms(r["run"], c) / rms("ref", c),
+                                                     rel=1e-12)
+    assert "| warm | background | 1.5 | 2 |" in result.output
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    refused = CliRunner().invoke(main, ["bench", "--sweep-steps", str(tmp_path / "ref")])
+    assert refused.exit_code == 2 and "two or more runs" in refused.output

@@ -325,13 +325,22 @@ def report_cmd(runs: tuple[str, ...], variables: str | None, cycles: str | None,
 @click.option("--no-loop", is_flag=True, help="Skip the member-by-member comparison.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False),
               help="Also write the measurements as JSON.")
+@click.option("--sweep-steps", "sweep_runs", is_flag=True,
+              help="Cost against skill of sampler settings: RUNS (the reference first, e.g. "
+              "a sweep over prior.sampler.steps/start) each timed here with its sampler, "
+              "with its scores relative to the reference's.")
+@click.option("--figure", type=click.Path(dir_okay=False),
+              help="With --sweep-steps: skill against evaluations as a PNG.")
+@click.argument("runs", nargs=-1, type=click.Path(file_okay=False, exists=True))
 @friendly
 def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int | None,
               device: str, precision: str | None, compile_: bool, channels_last: bool,
               micro_batch: int | None, shape: str, no_loop: bool,
-              json_out: str | None) -> None:
+              json_out: str | None, sweep_runs: bool, figure: str | None,
+              runs: tuple[str, ...]) -> None:
     """How fast one guided analysis is here, and how close to the network's own cost
-    (dafusion/cycler/reporting/bench.py says what each line means)."""
+    (dafusion/cycler/reporting/bench.py says what each line means); with --sweep-steps
+    RUNS, the cost and skill of each run's sampler settings."""
     import json
 
     import torch
@@ -346,6 +355,9 @@ def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int 
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise click.ClickException("--device cuda: no CUDA device is available")
     m = members or cfg.run.members
+    if sweep_runs != bool(runs) or (sweep_runs and len(runs) < 2):
+        raise click.UsageError("--sweep-steps takes two or more runs (the reference first); "
+                               "runs are given only with --sweep-steps")
     if bench.files_present(cfg):
         parts = bench.demo_parts(cfg, m, dev)
     else:
@@ -355,6 +367,15 @@ def bench_cmd(config_path: str | None, overrides: tuple[str, ...], members: int 
             raise click.BadParameter(f"expected HxW, got {shape!r}",
                                      param_hint="--shape") from None
         parts = bench.synthetic_parts(cfg, (len(cfg.data.channels), h, w), m, dev)
+    if sweep_runs:
+        rows = bench.sweep_steps(parts, cfg, [Path(r) for r in runs], members=m, device=dev)
+        click.echo(bench.sweep_table(rows))
+        if figure:
+            click.echo(f"wrote {bench.plot_sweep(rows, Path(figure))}")
+        if json_out:
+            write_text(json_out, json.dumps(rows, indent=1) + "\n")
+            click.echo(f"wrote {json_out}")
+        return
     result = bench.run_bench(parts, cfg, members=m, device=dev, loop=not no_loop)
     click.echo(bench.table(result))
     if json_out:

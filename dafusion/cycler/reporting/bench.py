@@ -159,6 +159,85 @@ def run_bench(parts: Parts, cfg: Config, *, members: int, device: torch.device,
     return out
 
 
+def sweep_steps(parts: Parts, cfg: Config, runs: list[Path], *, members: int,
+                device: torch.device) -> list[dict[str, Any]]:
+    """Cost against skill of sampler settings (``--sweep-steps``): for each run (the
+    first is the reference, e.g. the default), its sampler's guided evaluations and
+    seconds of one analysis measured here in this process, and its scores over every
+    analysis after the first (``compare``'s ``mean`` column) relative to the
+    reference's, per channel, with its spread-skill ratio."""
+    from dafusion.cycler.campaigns.compare import check_comparable, scores_by_lead
+    from dafusion.cycler.rundir import RunDir
+
+    check_comparable(runs)
+    rows: list[dict[str, Any]] = []
+    for run in runs:
+        run_cfg = RunDir(run).config()
+        s = run_cfg.prior.sampler
+        here = dataclasses.replace(cfg, prior=dataclasses.replace(cfg.prior, sampler=s))
+        analysis(parts, here, list(range(members)), device)  # warm-up
+        seconds, evals = analysis(parts, here, list(range(members)), device)
+        scores = scores_by_lead(RunDir(run).metrics(), run_cfg.run.members)
+        mean = {k: {c: v["mean"] for c, v in by_channel.items()}
+                for k, by_channel in scores.items()}
+        ref = rows[0] if rows else None
+        rows.append({
+            "run": Path(run).name, "start": s.start, "steps": s.steps, "S_churn": s.S_churn,
+            "sigma_0": s.sigma_start if s.start == "background" else s.sigma_max,
+            "evaluations": evals, "analysis_s": seconds,
+            "speedup": (ref["analysis_s"] if ref else seconds) / seconds,
+            "rmse": mean["rmse"], "crps": mean["crps"], "spread_skill": mean["spread_skill"]})
+    ref = rows[0]
+    for row in rows:
+        for k in ("rmse", "crps"):
+            row[f"{k}_rel"] = {c: v / ref[k][c] for c, v in row[k].items()}
+    return rows
+
+
+def sweep_table(rows: list[dict[str, Any]]) -> str:
+    """One line per setting: relative scores as mean over channels [worst channel]."""
+    lines = ["| run | start | σ_0 | steps | churn | evaluations | s / analysis | speed-up | "
+             "RMSE / ref | CRPS / ref | spread-skill |", "|---" * 11 + "|"]
+    for r in rows:
+        rel = {k: np.array(list(r[f"{k}_rel"].values())) for k in ("rmse", "crps")}
+        ss = np.array(list(r["spread_skill"].values()))
+        lines.append(
+            f"| {r['run']} | {r['start']} | {r['sigma_0']:g} | {r['steps']} | {r['S_churn']:g} "
+            f"| {r['evaluations']} | {r['analysis_s']:.3g} | {r['speedup']:.2f} | "
+            f"{rel['rmse'].mean():.4f} [{rel['rmse'].max():.4f}] | "
+            f"{rel['crps'].mean():.4f} [{rel['crps'].max():.4f}] | "
+            f"{ss.min():.2f}..{ss.max():.2f} |")
+    return "\n".join(lines)
+
+
+def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
+    """RMSE and CRPS relative to the reference (mean and worst channel) against guided
+    evaluations per analysis, one marker per setting."""
+    from dafusion.figures import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    for ax, key in zip(axes, ("rmse", "crps")):
+        for start, marker in (("noise", "o"), ("background", "s")):
+            sel = [r for r in rows if r["start"] == start]
+            if not sel:
+                continue
+            evals = [r["evaluations"] for r in sel]
+            ax.scatter(evals, [np.mean(list(r[f"{key}_rel"].values())) for r in sel],
+                       marker=marker, label=f"start {start}: mean over channels")
+            ax.scatter(evals, [max(r[f"{key}_rel"].values()) for r in sel], marker=marker,
+                       facecolors="none", edgecolors="k", label=f"start {start}: worst")
+        ax.axhline(1.02, color="r", lw=0.8, ls="--")
+        ax.axhline(1.0, color="k", lw=0.5)
+        ax.set_xlabel("guided evaluations per analysis")
+        ax.set_ylabel(f"{key.upper()} / reference")
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_figure(fig, path, dpi=100)
+    return path
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
