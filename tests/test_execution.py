@@ -238,7 +238,7 @@ def test_bench_sweep_steps_times_each_runs_sampler_and_scores_it_against_the_fir
         for c in cycle_fakes.CHANNELS:
             assert r["rmse_rel"][c] == pytest.approx(rms(r["run"], c) / rms("ref", c),
                                                      rel=1e-12)
-    assert "| warm | background | 1.5 | 2 |" in result.output
+    assert "| warm | background | 1.5 | 2 | 7 | 0 | 3 |" in result.output
     assert (tmp_path / "sweep.png").stat().st_size > 0
     refused = CliRunner().invoke(main, ["bench", "--sweep-steps", str(tmp_path / "ref")])
     assert refused.exit_code == 2 and "two or more runs" in refused.output

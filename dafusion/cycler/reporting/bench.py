@@ -182,7 +182,8 @@ def sweep_steps(parts: Parts, cfg: Config, runs: list[Path], *, members: int,
                 for k, by_channel in scores.items()}
         ref = rows[0] if rows else None
         rows.append({
-            "run": Path(run).name, "start": s.start, "steps": s.steps, "S_churn": s.S_churn,
+            "run": Path(run).name, "start": s.start, "steps": s.steps, "rho": s.rho,
+            "S_churn": s.S_churn,
             "sigma_0": s.sigma_start if s.start == "background" else s.sigma_max,
             "evaluations": evals, "analysis_s": seconds,
             "speedup": (ref["analysis_s"] if ref else seconds) / seconds,
@@ -196,13 +197,14 @@ def sweep_steps(parts: Parts, cfg: Config, runs: list[Path], *, members: int,
 
 def sweep_table(rows: list[dict[str, Any]]) -> str:
     """One line per setting: relative scores as mean over channels [worst channel]."""
-    lines = ["| run | start | σ_0 | steps | churn | evaluations | s / analysis | speed-up | "
-             "RMSE / ref | CRPS / ref | spread-skill |", "|---" * 11 + "|"]
+    lines = ["| run | start | σ_0 | steps | ρ | churn | evaluations | s / analysis | speed-up "
+             "| RMSE / ref | CRPS / ref | spread-skill |", "|---" * 12 + "|"]
     for r in rows:
         rel = {k: np.array(list(r[f"{k}_rel"].values())) for k in ("rmse", "crps")}
         ss = np.array(list(r["spread_skill"].values()))
         lines.append(
-            f"| {r['run']} | {r['start']} | {r['sigma_0']:g} | {r['steps']} | {r['S_churn']:g} "
+            f"| {r['run']} | {r['start']} | {r['sigma_0']:g} | {r['steps']} | {r['rho']:g} "
+            f"| {r['S_churn']:g} "
             f"| {r['evaluations']} | {r['analysis_s']:.3g} | {r['speedup']:.2f} | "
             f"{rel['rmse'].mean():.4f} [{rel['rmse'].max():.4f}] | "
             f"{rel['crps'].mean():.4f} [{rel['crps'].max():.4f}] | "
