@@ -109,3 +109,38 @@ def test_the_noise_start_is_unchanged_and_a_background_is_required():
 
     EDMSampler(warm)(Probe(), (1, 2, 4), gens, dtype=D, start=b)
     torch.testing.assert_close(first[0], b + 1.0 * noise, rtol=0, atol=1e-15)
+
+
+def test_a_cycle_starts_each_member_from_its_own_background(monkeypatch):
+    """reinit members: member m's start is its emulator state on the analysis grid,
+    normalised (what the classical methods take as background), the climatological
+    mean where the emulator has no channel; plain mode is refused before any cycle."""
+    import numpy as np
+
+    import fakes as cycle_fakes
+    from dafusion.cycler import analysis
+    from dafusion.cycler.rundir import RunError
+
+    exp = cycle_fakes.experiment("run.mode=reinit", "run.reinit=members", "run.members=3",
+                                 "prior.sampler.start=background",
+                                 "prior.sampler.sigma_start=1.5")
+    mode, method = exp.mode(), analysis.analysis_method(exp)
+    mode.advance(0, np.stack([exp.truth.at(exp.times[0]).values + k for k in range(3)]))
+    seen = {}
+    real = EDMSampler.__call__
+
+    def record(self, denoiser, shape, generators, dtype=torch.float32, device="cpu",
+               start=None):
+        seen["start"] = start.clone()
+        return real(self, denoiser, shape, generators, dtype, device, start)
+
+    monkeypatch.setattr(EDMSampler, "__call__", record)
+    method(1, [], mode)
+    expected = exp.normaliser.normalise(mode.background_members(1))
+    assert seen["start"].shape == (3, *expected.shape[1:])
+    torch.testing.assert_close(seen["start"], torch.as_tensor(expected, dtype=torch.float32),
+                               rtol=0, atol=0)
+    assert sigma_steps(exp.cfg.prior.sampler)[0].item() == pytest.approx(1.5, rel=1e-15)
+    with pytest.raises(RunError, match="prior.sampler.start=background starts each analysis "
+                                       "from the emulator's forecast; mode plain has none"):
+        cycle_fakes.experiment("run.mode=plain", "prior.sampler.start=background")
