@@ -75,14 +75,15 @@ class DiffusionAnalysis:
                                   callback=lambda i, x: self.progress(1))
 
     def __call__(self, cycle: int, terms: list[LikelihoodTerm], mode: Mode) -> np.ndarray:
-        start = mode if self.exp.cfg.prior.sampler.start == "background" else None
-        return analyse(self.exp, self.sampler, terms, cycle, start)
+        warm = self.exp.cfg.prior.sampler.start == "background"
+        return analyse(self.exp, self.sampler, terms, cycle, mode if warm else None)
 
 
 def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int,
-            start: Mode | None = None) -> np.ndarray:
+            backgrounds: Mode | None = None) -> np.ndarray:
     """The analysis ensemble ``(M, C, H, W)`` in physical units (Algorithm 1; warm
-    started from ``start``'s backgrounds with ``prior.sampler.start = background``).
+    started from the mode ``backgrounds``' members with ``prior.sampler.start =
+    background``).
     Across processes (``cycler.ranks``) each samples its members, then all have all."""
     shape, members = (len(exp.channels), *exp.grid.shape), exp.cfg.run.members
     a, b = exp.ranks.span(members)
@@ -91,7 +92,7 @@ def analyse(exp: Experiment, sampler: EDMSampler, terms: list, cycle: int,
     if exp.ranks.size > 1:  # the terms as members a..b-1 see them
         terms = [members_of(t, a, b, members) for t in terms]
     denoiser = guided(exp.denoiser, terms, s, b - a) if terms else exp.denoiser
-    x0 = None if start is None else warm_start(exp, start, cycle, a, b)
+    x0 = None if backgrounds is None else warm_start(exp, backgrounds, cycle, a, b)
     x = sampler(denoiser, shape, gens, device=exp.device, start=x0).detach()
     x = exp.ranks.gather(x, members).cpu()
     _check_divergence(x, cycle, exp)
