@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from dafusion.cli.main import config_options, friendly, key_values, main, progress_bar, with_options
-from dafusion.config import load_config
+from dafusion.config import Config, load_config
 
 if TYPE_CHECKING:
     from dafusion.cycler.ranks import Ranks
@@ -100,10 +100,17 @@ def _check_options(nranks: int, config_path: str | None, overrides: tuple[str, .
         return
     from dafusion.cycler.ranks import Ranks, check
 
-    cfg = with_options(load_config(config_path, list(overrides)), "run", mode=mode,
-                       method=method, start=start, days=days, members=members)
+    cfg = _run_config(config_path, overrides, mode, method, start, days, members)
     _run_dir(cfg, out, name)
     check(Ranks(0, nranks), cfg.run.method, cfg.run.members)
+
+
+def _run_config(config_path: str | None, overrides: tuple[str, ...], mode: str | None,
+                method: str | None, start: str | None, days: float | None,
+                members: int | None) -> Config:
+    """The configuration a new run takes: the file, --set, then the typed options."""
+    return with_options(load_config(config_path, list(overrides)), "run", mode=mode,
+                        method=method, start=start, days=days, members=members)
 
 
 def _refuse_settings_on_resume(*settings: object) -> None:
@@ -127,8 +134,7 @@ def _run(ranks: Ranks, device: str, config_path: str | None, overrides: tuple[st
         with _interruptible(run_dir, ranks.main):
             state = resume_run(run_dir, device=device, progress=progress, ranks=ranks)
     else:
-        cfg = with_options(load_config(config_path, list(overrides)), "run", mode=mode,
-                                method=method, start=start, days=days, members=members)
+        cfg = _run_config(config_path, overrides, mode, method, start, days, members)
         run_dir = Path(ranks.broadcast_text(str(_run_dir(cfg, out, name))))
         with _interruptible(run_dir, ranks.main):
             state = start_run(cfg, run_dir, device=device, progress=progress, ranks=ranks)

@@ -282,8 +282,7 @@ def zarr_missing_chunks(store: str, names: Iterable[str],
         arr = group[name]
         stored = getattr(arr, "shards", None) or arr.chunks  # a sharded array stores shards
         grids = [range(-(-n // c)) for n, c in zip(arr.shape, stored)]
-        dims = (getattr(getattr(arr, "metadata", None), "dimension_names", None)
-                or arr.attrs.get("_ARRAY_DIMENSIONS"))
+        dims = _dimension_names(arr)
         if time_slice is not None and grids and dims and dims[0] == "time":
             c = stored[0]
             lo, hi, _ = time_slice.indices(arr.shape[0])
@@ -312,12 +311,17 @@ def zarr_unmarked_missing(store: str, names: Iterable[str],
     out = {}
     for name, count in zarr_missing_chunks(store, names, time_slice).items():
         arr = group[name]
-        dims = (getattr(getattr(arr, "metadata", None), "dimension_names", None)
-                or arr.attrs.get("_ARRAY_DIMENSIONS"))
-        if list(dims or []) == [name] or _fill_reads_as_missing(arr):
+        dims = _dimension_names(arr)
+        if dims == [name] or _fill_reads_as_missing(arr):
             continue
         out[name] = (count, arr.fill_value)
     return out
+
+
+def _dimension_names(arr: Any) -> list[str]:
+    """An array's dimension names: zarr 3 metadata, or xarray's attribute in zarr 2."""
+    return list(getattr(getattr(arr, "metadata", None), "dimension_names", None)
+                or arr.attrs.get("_ARRAY_DIMENSIONS") or [])
 
 
 def _fill_reads_as_missing(arr: Any) -> bool:
