@@ -78,6 +78,7 @@ def test_bench_on_files_reports_every_measurement(tmp_path):
     assert r["evaluations"] == 2 * steps - 1  # Heun: two per step but the last
     assert r["source"].startswith("the configuration's files")
     assert r["gflop_forward_gradient"] > r["gflop_forward"] > 0
+    assert r["evaluations_with_backward"] == r["evaluations"]  # Algorithm 1: all of them
     assert r["floor_s"] == pytest.approx(r["evaluations"] * r["forward_gradient_s"])
     assert r["analysis_over_floor"] == pytest.approx(r["analysis_s"] / r["floor_s"])
     assert r["batched_speedup"] == pytest.approx(r["member_loop_s"] / r["analysis_s"])
@@ -201,9 +202,11 @@ def test_a_compiled_network_gives_the_same_denoiser():
 
 
 def test_bench_sweep_steps_times_each_runs_sampler_and_scores_it_against_the_first(tmp_path):
-    """Three runs of the same window (Algorithm 1 with 3 and 2 steps, and a warm start
-    with 2): evaluations 2N - 1, the reference's ratios exactly 1, the others' equal to
-    their RMS errors over the analyses after the first computed from metrics.csv here."""
+    """Four runs of the same window (Algorithm 1 with 3 and 2 steps, a warm start with
+    2, and the same with the identity Jacobian below σ = 0.5): evaluations 2N - 1 (with
+    a backward pass: all but the two at σ_min < 0.5 in the last), the reference's
+    ratios exactly 1, the others' equal to their RMS errors over the analyses after the
+    first computed from metrics.csv here."""
     import csv
 
     from dafusion.cycler.run import start_run
@@ -212,6 +215,7 @@ def test_bench_sweep_steps_times_each_runs_sampler_and_scores_it_against_the_fir
     settings = {"ref": [], "two": ["prior.sampler.steps=2"],
                 "warm": ["prior.sampler.steps=2", "prior.sampler.start=background",
                          "prior.sampler.sigma_start=1.5"]}
+    settings["cheap"] = settings["warm"] + ["prior.sampler.identity_jacobian_below=0.5"]
     for name, extra in settings.items():
         start_run(cycle_fakes.config(sets, "run.mode=reinit", "run.days=0.5", *extra),
                   tmp_path / name)
@@ -223,8 +227,9 @@ def test_bench_sweep_steps_times_each_runs_sampler_and_scores_it_against_the_fir
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     steps = load_config(None, sets).prior.sampler.steps
-    assert [r["evaluations"] for r in rows] == [2 * steps - 1, 3, 3]
-    assert [r["start"] for r in rows] == ["noise", "noise", "background"]
+    assert [r["evaluations"] for r in rows] == [2 * steps - 1, 3, 3, 3]
+    assert [r["with_backward"] for r in rows] == [2 * steps - 1, 3, 3, 1]
+    assert [r["start"] for r in rows] == ["noise", "noise", "background", "background"]
     assert rows[2]["sigma_0"] == 1.5 and rows[0]["sigma_0"] == 80.0
     assert set(rows[0]["rmse_rel"].values()) == {1.0} and rows[0]["speedup"] == 1.0
 
@@ -238,7 +243,8 @@ def test_bench_sweep_steps_times_each_runs_sampler_and_scores_it_against_the_fir
         for c in cycle_fakes.CHANNELS:
             assert r["rmse_rel"][c] == pytest.approx(rms(r["run"], c) / rms("ref", c),
                                                      rel=1e-12)
-    assert "| warm | background | 1.5 | 2 | 7 | 0 | 3 |" in result.output
+    assert "| warm | background | 1.5 | 2 | 7 | 0 | 0 | 3 (3) |" in result.output
+    assert "| cheap | background | 1.5 | 2 | 7 | 0 | 0.5 | 3 (1) |" in result.output
     assert (tmp_path / "sweep.png").stat().st_size > 0
     refused = CliRunner().invoke(main, ["bench", "--sweep-steps", str(tmp_path / "ref")])
     assert refused.exit_code == 2 and "two or more runs" in refused.output

@@ -193,6 +193,9 @@ class SamplerConfig:
     guidance_scale: float = 1.0  # lambda_g
     guidance_clip: float = 0.0  # max RMS per member of the guidance drift; 0 = off
     guidance_bound: bool = True  # never step past the observations (prior.guidance)
+    # below this σ the likelihood gradient is taken at D(x; σ) with ∂D/∂x = I: a forward
+    # pass without the backward (prior.guidance); 0 = never (Algorithm 1)
+    identity_jacobian_below: float = 0.0
     # how the network runs (prior.execution): fp32 | tf32 (CUDA) | bf16 (autocast of F_θ)
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     channels_last: bool = False  # NHWC activations (tensor cores)
@@ -211,7 +214,7 @@ class SamplerConfig:
             raise ConfigError(f"{path}.sigma_start: must be in ({self.sigma_min:g}, "
                               f"{self.sigma_max:g}], got {self.sigma_start:g}")
         non_negative(self, path, "S_churn", "S_tmin", "guidance_scale", "guidance_clip",
-                     "micro_batch")
+                     "micro_batch", "identity_jacobian_below")
 
 
 @dataclasses.dataclass

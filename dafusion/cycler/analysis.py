@@ -118,7 +118,8 @@ def guided(denoiser: Denoiser, terms: list, s: SamplerConfig, members: int) -> G
     """Algorithm 1's guided denoiser for ``terms`` with the sampler's settings."""
     return GuidedDenoiser(
         denoiser, joint_log_likelihood(terms), scale=s.guidance_scale, clip=s.guidance_clip,
-        bound=s.guidance_bound, micro_batch=s.micro_batch,
+        bound=s.guidance_bound, identity_jacobian_below=s.identity_jacobian_below,
+        micro_batch=s.micro_batch,
         split=lambda a, b: joint_log_likelihood([members_of(t, a, b, members) for t in terms]))
 
 

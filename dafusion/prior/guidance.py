@@ -29,6 +29,18 @@ observations) it stops the growing oscillation that makes a stiff guidance
 diverge. (Stopping at α* itself was measured too: it also prevents divergence
 but makes the first analysis 15 % worse in z500.) Two extra likelihood
 evaluations, no network.
+
+``identity_jacobian_below`` (σ_J, ``prior.sampler.identity_jacobian_below``) takes
+the likelihood gradient at the denoised state, ``s = ∇_x̂ log p(y | x̂)`` at
+x̂ = D(x; σ), for σ < σ_J: the network's Jacobian ∂D/∂x is taken as I, so the
+evaluation is one forward pass, without the backward that costs as much again.
+Tweedie's formula gives ∂D/∂x = Cov[x₀ | x_σ] / σ², which tends to I as σ → 0;
+for a Gaussian prior N(μ, C) it is C (C + σ² I)⁻¹, so the guidance step is wrong by
+the factor σ² / (λ + σ²) in an eigen-direction of prior variance λ: small where the
+noise is far below the field's variance at the observed scales. The closed form of
+the resulting sampler is in ``tests/test_warm_start.py``; what it costs in skill,
+``docs/speed.md``. (Reusing the predictor's gradient in the corrector instead, which
+saves the same backward passes, was measured too: 5-11 % worse RMSE on the demo.)
 """
 
 from __future__ import annotations
@@ -47,15 +59,17 @@ class GuidedDenoiser:
 
     ``log_likelihood(x0, sigma)``: ``(B, C, H, W), (B,) -> (B,)``, e.g.
     ``obs.base.joint_log_likelihood(terms)``; ``scale``: λ_g; ``clip``: RMS cap (0 = off);
-    ``bound``: never overshoot the observations along the step.
+    ``bound``: never overshoot the observations along the step;
+    ``identity_jacobian_below``: σ below which ∂D/∂x is taken as I (no backward pass).
     """
 
     def __init__(self, denoiser: Denoiser, log_likelihood: LogLikelihood, *,
                  scale: float = 1.0, clip: float = 0.0, bound: bool = False,
-                 micro_batch: int = 0,
+                 identity_jacobian_below: float = 0.0, micro_batch: int = 0,
                  split: Callable[[int, int], LogLikelihood] | None = None):
         self.denoiser, self.log_likelihood = denoiser, log_likelihood
         self.scale, self.clip, self.bound = scale, clip, bound
+        self.identity_jacobian_below = identity_jacobian_below
         self.micro_batch, self.split = micro_batch, split
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -74,10 +88,15 @@ class GuidedDenoiser:
     def _guided(self, x: torch.Tensor, sigma: torch.Tensor,
                 log_likelihood: LogLikelihood) -> torch.Tensor:
         with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            denoised = self.denoiser(x_in, sigma)
+            if self.through_network(sigma):  # s = ∇_x log p(y | D(x; σ)), Algorithm 1
+                wrt = x.detach().requires_grad_(True)
+                denoised = self.denoiser(wrt, sigma)
+            else:  # ∂D/∂x = I: s = ∇_x̂ log p(y | x̂) at x̂ = D(x; σ), no backward pass
+                with torch.no_grad():
+                    denoised = self.denoiser(x, sigma)
+                wrt = denoised = denoised.detach().requires_grad_(True)
             log_p = log_likelihood(denoised, sigma)
-            (score,) = torch.autograd.grad(log_p.sum(), x_in)
+            (score,) = torch.autograd.grad(log_p.sum(), wrt)
         if not bool(torch.isfinite(score).all()):
             raise FloatingPointError(f"non-finite likelihood gradient at "
                                      f"sigma={float(sigma.max()):.4g}")
@@ -88,6 +107,10 @@ class GuidedDenoiser:
             step = step * self.step_fraction(denoised, step, sigma, log_p.detach(),
                                              log_likelihood)
         return denoised + step
+
+    def through_network(self, sigma: torch.Tensor) -> bool:
+        """Whether the likelihood gradient at ``sigma`` goes back through the network."""
+        return float(sigma.max()) >= self.identity_jacobian_below
 
     def step_fraction(self, denoised: torch.Tensor, step: torch.Tensor, sigma: torch.Tensor,
                       log_p: torch.Tensor, log_likelihood: LogLikelihood | None = None

@@ -83,7 +83,7 @@ def test_first_demo_analysis_against_its_floor(benchmark, precision):
     parts = bench.demo_parts(cfg, 8, dev)
     x, sigma = torch.randn((8, *parts.shape)), torch.ones(8)
     one = bench._timed(lambda: bench.forward_and_gradient(parts.denoiser, x, sigma), dev, 3)
-    seconds, evals = benchmark.pedantic(bench.analysis, args=(parts, cfg, list(range(8)), dev),
+    seconds, evals, _ = benchmark.pedantic(bench.analysis, args=(parts, cfg, list(range(8)), dev),
                                         rounds=1, iterations=1)
     benchmark.extra_info.update(precision=precision, evaluations=evals, floor_s=evals * one,
                                 analysis_over_floor=seconds / (evals * one))

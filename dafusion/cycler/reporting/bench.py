@@ -2,7 +2,8 @@
 
 The *floor* of a guided analysis is what its network alone costs: the number of
 guided evaluations the sampler makes (2 per Heun step but the last: 2N − 1) times the
-measured time of one forward + input-gradient pass of the whole ensemble batch.
+measured time of one forward + input-gradient pass of the whole ensemble batch, or of
+one forward pass alone for those below ``identity_jacobian_below`` (no backward).
 Everything else — likelihood terms, observation operators, noise, checks, copies —
 is the overhead, ``analysis / floor − 1``. FLOPs are counted by torch
 (``torch.utils.flop_counter``) for one member.
@@ -28,6 +29,7 @@ import torch
 
 from dafusion.config import Config
 from dafusion.obs.base import members_of
+from dafusion.prior.guidance import GuidedDenoiser
 from dafusion.prior.sampler import EDMSampler, member_generators
 
 
@@ -88,19 +90,23 @@ def forward_and_gradient(denoiser: torch.nn.Module, x: torch.Tensor,
 
 
 class _Counted:
-    """A denoiser that counts its calls (the sampler's guided evaluations)."""
+    """A denoiser that counts its calls (the sampler's guided evaluations) and those
+    whose likelihood gradient goes back through the network."""
 
     def __init__(self, denoiser: Callable) -> None:
-        self.denoiser, self.calls = denoiser, 0
+        self.denoiser, self.calls, self.backward = denoiser, 0, 0
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         self.calls += 1
+        if isinstance(self.denoiser, GuidedDenoiser) and self.denoiser.through_network(sigma):
+            self.backward += 1
         return self.denoiser(x, sigma)
 
 
 def analysis(parts: Parts, cfg: Config, members: list[int], device: torch.device,
-             terms: list | None = None) -> tuple[float, int]:
-    """Seconds of one guided analysis of ``members`` (one batch) and its evaluations."""
+             terms: list | None = None) -> tuple[float, int, int]:
+    """Seconds of one guided analysis of ``members`` (one batch), its evaluations and
+    how many of them go back through the network."""
     from dafusion.cycler.analysis import guided as guided_denoiser
 
     s, terms = cfg.prior.sampler, parts.terms if terms is None else terms
@@ -112,7 +118,7 @@ def analysis(parts: Parts, cfg: Config, members: list[int], device: torch.device
              if s.start == "background" else None)
     seconds = _timed(lambda: sampler(guided, parts.shape, gens, device=device, start=start),
                      device)
-    return seconds, guided.calls
+    return seconds, guided.calls, guided.backward
 
 
 def peak_memory(device: torch.device) -> tuple[str, float]:
@@ -142,11 +148,21 @@ def run_bench(parts: Parts, cfg: Config, *, members: int, device: torch.device,
     out["first_call_s"] = first  # includes compilation when compile is on
     one = _timed(lambda: forward_and_gradient(parts.denoiser, x, sigma), device, repeats)
     out["forward_gradient_s"] = one
+
+    def forward() -> None:
+        with torch.no_grad():
+            parts.denoiser(x, sigma)
+
+    out["forward_s"] = forward_only = _timed(forward, device, repeats)
     analysis(parts, cfg, list(range(members)), device)  # warm-up (allocations, caches)
-    seconds, evals = analysis(parts, cfg, list(range(members)), device)
+    seconds, evals, backward = analysis(parts, cfg, list(range(members)), device)
+    floor = backward * one + (evals - backward) * forward_only
+    gflop = (backward * out["gflop_forward_gradient"]
+             + (evals - backward) * out["gflop_forward"])
     out.update(analysis_s=seconds, per_member_s=seconds / members, evaluations=evals,
-               floor_s=evals * one, analysis_over_floor=seconds / (evals * one),
-               achieved_tflops=evals * members * out["gflop_forward_gradient"] / 1e3 / seconds)
+               evaluations_with_backward=backward, floor_s=floor,
+               analysis_over_floor=seconds / floor,
+               achieved_tflops=members * gflop / 1e3 / seconds)
     if loop:
         looped = sum(analysis(parts, cfg, [m], device,
                               [members_of(term, m, m + 1, members) for term in parts.terms])[0]
@@ -176,7 +192,7 @@ def sweep_steps(parts: Parts, cfg: Config, runs: list[Path], *, members: int,
         s = run_cfg.prior.sampler
         here = dataclasses.replace(cfg, prior=dataclasses.replace(cfg.prior, sampler=s))
         analysis(parts, here, list(range(members)), device)  # warm-up
-        seconds, evals = analysis(parts, here, list(range(members)), device)
+        seconds, evals, backward = analysis(parts, here, list(range(members)), device)
         scores = scores_by_lead(RunDir(run).metrics(), run_cfg.run.members)
         mean = {k: {c: v["mean"] for c, v in by_channel.items()}
                 for k, by_channel in scores.items()}
@@ -185,7 +201,8 @@ def sweep_steps(parts: Parts, cfg: Config, runs: list[Path], *, members: int,
             "run": Path(run).name, "start": s.start, "steps": s.steps, "rho": s.rho,
             "S_churn": s.S_churn,
             "sigma_0": s.sigma_start if s.start == "background" else s.sigma_max,
-            "evaluations": evals, "analysis_s": seconds,
+            "identity_jacobian_below": s.identity_jacobian_below,
+            "evaluations": evals, "with_backward": backward, "analysis_s": seconds,
             "speedup": (ref["analysis_s"] if ref else seconds) / seconds,
             "rmse": mean["rmse"], "crps": mean["crps"], "spread_skill": mean["spread_skill"]})
     ref = rows[0]
@@ -197,15 +214,17 @@ def sweep_steps(parts: Parts, cfg: Config, runs: list[Path], *, members: int,
 
 def sweep_table(rows: list[dict[str, Any]]) -> str:
     """One line per setting: relative scores as mean over channels [worst channel]."""
-    lines = ["| run | start | σ_0 | steps | ρ | churn | evaluations | s / analysis | speed-up "
-             "| RMSE / ref | CRPS / ref | spread-skill |", "|---" * 12 + "|"]
+    lines = ["| run | start | σ_0 | steps | ρ | churn | σ_J | evaluations (with backward) "
+             "| s / analysis | speed-up | RMSE / ref | CRPS / ref | spread-skill |",
+             "|---" * 13 + "|"]
     for r in rows:
         rel = {k: np.array(list(r[f"{k}_rel"].values())) for k in ("rmse", "crps")}
         ss = np.array(list(r["spread_skill"].values()))
         lines.append(
             f"| {r['run']} | {r['start']} | {r['sigma_0']:g} | {r['steps']} | {r['rho']:g} "
-            f"| {r['S_churn']:g} "
-            f"| {r['evaluations']} | {r['analysis_s']:.3g} | {r['speedup']:.2f} | "
+            f"| {r['S_churn']:g} | {r['identity_jacobian_below']:g} "
+            f"| {r['evaluations']} ({r['with_backward']}) | {r['analysis_s']:.3g} "
+            f"| {r['speedup']:.2f} | "
             f"{rel['rmse'].mean():.4f} [{rel['rmse'].max():.4f}] | "
             f"{rel['crps'].mean():.4f} [{rel['crps'].max():.4f}] | "
             f"{ss.min():.2f}..{ss.max():.2f} |")
@@ -213,31 +232,45 @@ def sweep_table(rows: list[dict[str, Any]]) -> str:
 
 
 def plot_sweep(rows: list[dict[str, Any]], path: Path, title: str = "") -> Path:
-    """RMSE and CRPS relative to the reference (mean and worst channel) against guided
-    evaluations per analysis, one marker per setting."""
+    """RMSE and CRPS relative to the reference (mean and worst channel) against the
+    network passes of an analysis (a guided evaluation is a forward pass, and a
+    backward pass unless it is below ``identity_jacobian_below``), one marker per
+    setting."""
     from dafusion.figures import pyplot, save_figure
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4))
     for ax, key in zip(axes, ("rmse", "crps")):
-        for start, marker in (("noise", "o"), ("background", "s")):
-            sel = [r for r in rows if r["start"] == start]
-            if not sel:
-                continue
-            evals = [r["evaluations"] for r in sel]
-            ax.scatter(evals, [np.mean(list(r[f"{key}_rel"].values())) for r in sel],
-                       marker=marker, label=f"start {start}: mean over channels")
-            ax.scatter(evals, [max(r[f"{key}_rel"].values()) for r in sel], marker=marker,
-                       facecolors="none", edgecolors="k", label=f"start {start}: worst")
+        for label, marker, sel in _classes(rows):
+            passes = [r["evaluations"] + r["with_backward"] for r in sel]
+            ax.scatter(passes, [np.mean(list(r[f"{key}_rel"].values())) for r in sel],
+                       marker=marker, label=f"{label}: mean over channels")
+            ax.scatter(passes, [max(r[f"{key}_rel"].values()) for r in sel], marker=marker,
+                       facecolors="none", edgecolors="k", label=f"{label}: worst")
         ax.axhline(1.02, color="r", lw=0.8, ls="--")
         ax.axhline(1.0, color="k", lw=0.5)
-        ax.set_xlabel("guided evaluations per analysis")
+        ax.set_xlabel("network passes per analysis (forward + backward)")
         ax.set_ylabel(f"{key.upper()} / reference")
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     save_figure(fig, path, dpi=100)
     return path
+
+
+def _classes(rows: list[dict[str, Any]]) -> list[tuple[str, str, list[dict[str, Any]]]]:
+    """The figure's marker classes: start noise / background, identity Jacobian or not."""
+    out = []
+    for label, marker, keep in (
+            ("start noise", "o", lambda r: r["start"] == "noise"),
+            ("start background", "s", lambda r: r["start"] == "background"
+             and not r["identity_jacobian_below"]),
+            ("background, identity Jacobian", "^", lambda r: r["start"] == "background"
+             and r["identity_jacobian_below"])):
+        sel = [r for r in rows if keep(r)]
+        if sel:
+            out.append((label, marker, sel))
+    return out
 
 
 def _device_name(device: torch.device) -> str:
