@@ -164,6 +164,16 @@ def test_the_observation_row_has_the_desroziers_ratio_computed_by_hand():
     assert row["desroziers"] == pytest.approx(expected, rel=1e-12)
     assert row["sigma_y"] == pytest.approx(1.0)
     assert row["omb_rms"] == pytest.approx(np.sqrt(np.mean(np.square(d_b))))
+    assert np.isnan(row["spread"]) and np.isnan(row["crps"])  # no members given
+
+    # two members, 0.5 either side of the analysis: spread 1/√2 (ddof 1) at each point,
+    # fair CRPS of two members mean|x_i − y| − |x_1 − x_2| / 2
+    members = torch.stack([analysis - 0.5, analysis + 0.5])
+    row = obs_row(3, np.datetime64("2020-01-01T12"), term, background, analysis, members)
+    assert row["spread"] == pytest.approx(np.sqrt(0.5), rel=1e-12)
+    crps = [(abs(a - 0.5 - o) + abs(a + 0.5 - o)) / 2 - 0.5
+            for a, o in zip([0.5, 1.5, 2.0], [1.0, 2.0, 3.0])]
+    assert row["crps"] == pytest.approx(np.mean(crps), rel=1e-12)
 
 
 def test_every_term_declares_where_its_values_are_and_whether_it_is_the_background(term):

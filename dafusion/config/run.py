@@ -46,10 +46,17 @@ class StationSourceConfig:
     window_hours: float = 3.0
     background_check: float = 0.0  # k: reject |O-B| > k sqrt(sigma_b^2 + Sigma_y); 0 = off
     background_std: float = 0.5  # sigma_b, normalised: the background's error std
+    # share of the table's stations kept out of every analysis and verified against
+    # (obs_diagnostics.csv source "stations_withheld"); drawn with withhold_seed
+    withhold: float = 0.0
+    withhold_seed: int = 0
 
     def validate(self, path: str) -> None:
         non_negative(self, path, "weight", "background_check")
         positive(self, path, "window_hours", "background_std")
+        if not 0.0 <= self.withhold < 1.0:
+            raise ConfigError(f"{path}.withhold: a share of the stations in [0, 1), "
+                              f"got {self.withhold:g}")
         per_variable(self.sigma_y, f"{path}.sigma_y", strict=True, default_key=False)
         normalised_variance(self.sigma_y, f"{path}.sigma_y")
         per_variable(self.gamma, f"{path}.gamma", strict=False, default_key=True)

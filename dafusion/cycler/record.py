@@ -12,6 +12,12 @@ number would only measure the regridding round trip; the cell is left empty.
 d_b = O−B, d_a = O−A when the error covariances are right, so
 mean(d_a · d_b) / mean(Σ_y) is 1 for a consistent Σ_y, above 1 when the source is
 worse than assumed (empty without O−B).
+
+``spread`` and ``crps`` are the ensemble's in observation space: the RMS over the
+observations of the members' standard deviation of H(x_m) (ddof 1), and the mean fair
+CRPS of H(x_m) against y (``cycler.metrics.crps_field``; the observation error is not
+added to the members, so a consistent ensemble has oma_rms² ≈ spread² + sigma_y at
+observations it never saw). Empty for pseudo-observations.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from dafusion.cycler.metrics import ensemble_scores
+from dafusion.cycler.metrics import crps_field, ensemble_scores
 from dafusion.grids import AnyGrid
 from dafusion.io import state_dataset
 from dafusion.obs.base import LikelihoodTerm
@@ -60,16 +66,24 @@ def metric_rows(cycle: int, t: np.datetime64, lead_hours: int, ens: np.ndarray,
 
 
 def obs_row(cycle: int, t: np.datetime64, term: LikelihoodTerm, background: torch.Tensor | None,
-            analysis_mean: torch.Tensor) -> dict[str, Any]:
-    """O−B and O−A of one source (normalised; ``background``/``analysis_mean`` ``(C, H, W)``)."""
+            analysis_mean: torch.Tensor, members: torch.Tensor | None = None) -> dict[str, Any]:
+    """O−B, O−A, spread and CRPS of one source (normalised; ``background`` and
+    ``analysis_mean`` ``(C, H, W)``, ``members (M, C, H, W)``: no spread or CRPS without)."""
     diag = term.diagnostics()
     y = term.y if term.y.dim() == 1 else term.y.mean(0)
     with torch.no_grad():
         oma = (y - term.operator(analysis_mean[None])[0]).double()
-        omb = None
+        omb = hx = None
         if background is not None and not term.pseudo_observation:
             omb = (y - term.operator(background[None])[0]).double()
+        if members is not None and not term.pseudo_observation:
+            hx = term.operator(members).double().numpy()  # (M, n)
     nan = float("nan")
+    spread = crps = nan
+    if hx is not None:
+        var = hx.var(0, ddof=1) if hx.shape[0] > 1 else np.zeros(hx.shape[1])
+        spread = float(np.sqrt(var.mean()))
+        crps = float(crps_field(hx, y.double().numpy()).mean())
     sigma_y = float(torch.broadcast_to(torch.as_tensor(term.sigma_y, dtype=torch.float64),
                                        y.shape).mean())
     return {"cycle": cycle, "valid_time": str(t)[:16], "source": diag["source"],
@@ -77,5 +91,5 @@ def obs_row(cycle: int, t: np.datetime64, term: LikelihoodTerm, background: torc
             "omb_mean": float(omb.mean()) if omb is not None else nan,
             "omb_rms": float(omb.pow(2).mean().sqrt()) if omb is not None else nan,
             "oma_mean": float(oma.mean()), "oma_rms": float(oma.pow(2).mean().sqrt()),
-            "sigma_y": sigma_y,
+            "sigma_y": sigma_y, "spread": spread, "crps": crps,
             "desroziers": float((oma * omb).mean()) / sigma_y if omb is not None else nan}

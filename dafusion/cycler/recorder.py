@@ -244,8 +244,9 @@ class Recorder(Follower):
         lead = int((t - exp.times[0]) / np.timedelta64(1, "h"))
         state.tables.metrics += metric_rows(cycle, t, lead, ensemble, truth, exp.channels,
                                             exp.grid)
-        mean = exp.normalised(ensemble.mean(0))
-        state.tables.obs += [obs_row(cycle, t, term, now.background, mean) for term in terms]
+        mean, members = exp.normalised(ensemble.mean(0)), exp.normalised(ensemble)
+        state.tables.obs += [obs_row(cycle, t, term, now.background, mean, members)
+                             for term in terms]
         clock.lap("write_s")
         state.tables.timing.append(clock.row(cycle, t))
         self.run.write_tables(state.tables)

@@ -3,7 +3,8 @@
 For each analysis time t_k = start + k · 12 h (paper section 3, Algorithm 1)::
 
     observe:  terms    <- every source's likelihood terms at t_k (stations, gridded,
-                          the mode's emulator state as a pseudo-observation)
+                          the mode's emulator state as a pseudo-observation), and the
+                          withheld stations' terms, which no analysis sees
     analyse:  ensemble <- M posterior samples, guided by Σ_k λ_k log p(y_k | D_θ(x; σ))
                           (or a classical analysis, ``run.method``: ``cycler.analysis``)
               mode.advance(ensemble)   # plain: nothing; forecast/reinit: the next state
@@ -35,7 +36,7 @@ from dafusion.cycler.modes import Mode
 from dafusion.cycler.ranks import SINGLE, Ranks
 from dafusion.cycler.recorder import Clock, CycleState, created, recorder, resumed
 from dafusion.cycler.rundir import RunDir, RunError
-from dafusion.cycler.sources import Cycle, build_sources, observe
+from dafusion.cycler.sources import Cycle, build_sources, observe, verifying
 
 __all__ = ["CycleState", "RunError", "resume_run", "run_cycles", "run_experiment",
            "start_run"]
@@ -53,14 +54,14 @@ def run_cycles(exp: Experiment, run_dir: str | Path, *,
         for cycle in range(state.cycle, len(exp.times)):
             clock = Clock()
             now, truth = _cycle(exp, cycle, mode)
-            terms = observe(sources, now)
+            terms, withheld = observe(sources, now), verifying(sources, now)
             clock.lap("observations_s")
             ensemble = method(cycle, terms, mode)  # (M, C, H, W) physical
             clock.lap("analysis_s")
             if cycle + 1 < len(exp.times):
                 mode.advance(cycle, ensemble)  # the emulator state valid at the next cycle
             clock.lap("forecast_s")
-            book.record(state, now, ensemble, truth, terms, clock, mode, sources)
+            book.record(state, now, ensemble, truth, terms + withheld, clock, mode, sources)
             state.cycle = cycle + 1
     book.complete()
     return state

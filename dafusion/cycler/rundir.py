@@ -61,13 +61,15 @@ STATE = "state.npz"
 COMPLETE = "COMPLETE"
 LOCK = "lock"
 ANALYSIS, MEMBERS, FORECAST = "analysis.nc", "members.nc", "forecast.nc"
-STATE_VERSION = 4  # 3: the sources' carried state beside the mode's; 4: the fingerprint
+STATE_VERSION = 5  # 3: the sources' carried state beside the mode's; 4: the fingerprint;
+# 5: observation rows with spread and crps
 
 COLUMNS = {
     METRICS: ["cycle", "valid_time", "lead_hours", "channel", "variable", "level", "rmse",
               "bias", "spread", "crps"],
     OBS_DIAGNOSTICS: ["cycle", "valid_time", "source", "used", "rejected", "omb_mean",
-                      "omb_rms", "oma_mean", "oma_rms", "sigma_y", "desroziers"],
+                      "omb_rms", "oma_mean", "oma_rms", "sigma_y", "desroziers", "spread",
+                      "crps"],
     TIMING: ["cycle", "valid_time", "observations_s", "analysis_s", "forecast_s", "write_s",
              "total_s"],
 }

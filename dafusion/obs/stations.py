@@ -32,6 +32,10 @@ from dafusion.obs.table import ObservationTable
 from dafusion.variables import parse_channels
 
 
+class NoObservations(ValueError):
+    """No row of the table is usable at an analysis time (the message says why)."""
+
+
 @dataclasses.dataclass
 class StationObs:
     """A likelihood term (``obs.base.LikelihoodTerm``) over station observations."""
@@ -76,7 +80,7 @@ class StationObs:
         rejected = dict(Counter(reasons[~keep].tolist()))
         rows, channel = rows.subset(keep), channel[keep]
         if len(rows) == 0:
-            raise ValueError(f"observation source '{name}': no usable observations within "
+            raise NoObservations(f"observation source '{name}': no usable observations within "
                              f"{window_hours} h of {time} (rejected: {rejected or 'none'})")
         y = normaliser.normalise_at(rows.value, channel)
         var = _per_row(sigma_y, rows.variable, normaliser.scale_at(rows.error_std, channel) ** 2,

@@ -10,6 +10,12 @@ the root; the spread-skill ratio is sqrt((M+1)/M) · rms(spread) / rms(RMSE) ove
 the same analyses (1 = calibrated); CRPS is the mean fair CRPS. Runs are
 comparable only if they share the truth, the analysis times and the channels;
 anything else is refused.
+
+Runs with withheld stations (``run.sources.stations.withhold``) get a table of their
+scores at those stations, which no analysis saw (``obs_diagnostics.csv``, source
+``stations_withheld``, normalised units, analyses after the first): RMS O−B and O−A,
+the ensemble's spread and CRPS there, and sqrt(spread² + Σ_y) / rms(O−A), 1 for an
+ensemble whose spread and stated observation error explain its misfit.
 """
 
 from __future__ import annotations
@@ -117,6 +123,9 @@ def compare(runs: list[Path], out: Path | None = None,
                     "0, its spread-skill ratio is not defined (nan) and its CRPS is the "
                     "mean absolute error.\n")
     text.append(_overall(scores, labels, runs))
+    withheld = _withheld(runs, labels)
+    if withheld:
+        text.append(withheld)
     table = "\n".join(text)
     files: list[Path] = []
     if out is not None:
@@ -144,6 +153,32 @@ def _overall(scores: list[dict], labels: list[str], runs: list[Path]) -> str:
         lines.append(f"| {label} | {rel['rmse'][i]:.4f} | {rel['crps'][i]:.4f} | "
                      f"{np.mean(seconds) if seconds else float('nan'):.3g} |")
     return "\n".join(lines) + "\n"
+
+
+def _withheld(runs: list[Path], labels: list[str]) -> str:
+    """The withheld stations' table of the module docstring ("" when no run has any)."""
+    lines = ["### Withheld stations", "", "At stations no analysis saw, normalised units, "
+             "over the analyses after the first: RMS O−B and O−A, the ensemble's spread "
+             "and fair CRPS there, and sqrt(spread² + Σ_y) / rms(O−A) (1 = consistent).",
+             "", "| run | observations / analysis | O−B rms | O−A rms | spread | CRPS "
+             "| consistency |", "|---|---|---|---|---|---|---|"]
+    found = False
+    for label, run in zip(labels, runs):
+        rows = [r for r in RunDir(run).obs_rows()
+                if r["source"] == "stations_withheld" and int(r["cycle"]) > 0]
+        if not rows:
+            continue
+        found = True
+
+        def rms(key: str, rows: list[dict[str, Any]] = rows) -> float:
+            return float(np.sqrt(np.mean([r[key] ** 2 for r in rows])))
+
+        sigma_y = float(np.mean([r["sigma_y"] for r in rows]))
+        consistency = np.sqrt(rms("spread") ** 2 + sigma_y) / rms("oma_rms")
+        lines.append(f"| {label} | {np.mean([float(r['used']) for r in rows]):.4g} | "
+                     f"{rms('omb_rms'):.4g} | {rms('oma_rms'):.4g} | {rms('spread'):.4g} | "
+                     f"{np.mean([r['crps'] for r in rows]):.4g} | {consistency:.4g} |")
+    return "\n".join(lines) + "\n" if found else ""
 
 
 def plot_rmse(metrics: list[list[dict[str, Any]]], labels: list[str], channels: list[str],

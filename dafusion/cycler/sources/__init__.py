@@ -17,6 +17,8 @@ from dafusion.cycler.sources.base import (
                                           carry,
                                           observe,
                                           restore,
+                                          verifying,
 )
 
-__all__ = ["Cycle", "ObservationSource", "build_sources", "carry", "observe", "restore"]
+__all__ = ["Cycle", "ObservationSource", "build_sources", "carry", "observe", "restore",
+           "verifying"]

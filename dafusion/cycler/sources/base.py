@@ -2,15 +2,16 @@
 
 A source is built once per run from its configuration section and the parts it
 needs (never the whole experiment); at every analysis :meth:`ObservationSource.terms`
-gives that cycle's likelihood terms (``dafusion.obs.base.LikelihoodTerm``), and
-``carry``/``restore`` are what it keeps across cycles in ``state.npz`` (JSON only):
-the emulator's adaptive Σ_y scales, the stations' and gridded fields' rejection
-counts. Every random number a source draws comes from a generator seeded by
-``(run.seed, cycle)`` (``cycler.seeding``), so a resumed run draws what an
-uninterrupted one draws.
+gives that cycle's likelihood terms (``dafusion.obs.base.LikelihoodTerm``),
+:meth:`ObservationSource.withheld` the terms it keeps out of the analysis to verify it
+(the stations' ``withhold``), and ``carry``/``restore`` are what it keeps across
+cycles in ``state.npz`` (JSON only): the emulator's adaptive Σ_y scales, the
+stations' and gridded fields' rejection counts. Every random number a source
+draws comes from a generator seeded by ``(run.seed, cycle)`` (``cycler.seeding``),
+so a resumed run draws what an uninterrupted one draws.
 
 Adding a source: its likelihood term in ``dafusion/obs/``, a class here with these
-three methods in a file of its own, and one line in :func:`build_sources`.
+four methods in a file of its own, and one line in :func:`build_sources`.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ class ObservationSource(Protocol):
 
     def terms(self, cycle: Cycle) -> list[LikelihoodTerm]:
         """The likelihood terms of analysis ``cycle`` (possibly none)."""
+        ...
+
+    def withheld(self, cycle: Cycle) -> list[LikelihoodTerm]:
+        """Terms of ``cycle`` that no analysis sees, for the diagnostics (possibly none)."""
         ...
 
     def carry(self) -> dict[str, Any]:
@@ -82,6 +87,11 @@ def build_sources(exp: Experiment, emulator_term: bool = True) -> list[Observati
 def observe(sources: list[ObservationSource], cycle: Cycle) -> list[LikelihoodTerm]:
     """Every source's terms of ``cycle``, in the sources' order."""
     return [term for source in sources for term in source.terms(cycle)]
+
+
+def verifying(sources: list[ObservationSource], cycle: Cycle) -> list[LikelihoodTerm]:
+    """Every source's withheld terms of ``cycle``: never given to an analysis."""
+    return [term for source in sources for term in source.withheld(cycle)]
 
 
 def carry(sources: list[ObservationSource]) -> dict[str, dict[str, Any]]:

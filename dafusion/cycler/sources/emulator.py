@@ -51,6 +51,9 @@ class EmulatorSource:
         self.seed, self.members, self.innovations = seed, members, innovations
         self.error_scale: dict[str, float] = {}  # adaptive, per channel, kept across cycles
 
+    def withheld(self, cycle: Cycle) -> list[LikelihoodTerm]:
+        return []
+
     def terms(self, cycle: Cycle) -> list[LikelihoodTerm]:
         state, s = cycle.forecast, self.settings
         if state is None:

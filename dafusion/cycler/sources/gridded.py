@@ -31,6 +31,9 @@ class GriddedFieldSource:
                           else settings.noise_std)
         self.rejections = Rejections()
 
+    def withheld(self, cycle: Cycle) -> list[LikelihoodTerm]:
+        return []
+
     def terms(self, cycle: Cycle) -> list[LikelihoodTerm]:
         s = self.settings
         term = checked(GriddedObs.from_truth(
