@@ -126,6 +126,9 @@ def compare(runs: list[Path], out: Path | None = None,
     withheld = _withheld(runs, labels)
     if withheld:
         text.append(withheld)
+    forecast = _forecasts(runs, labels)
+    if forecast:
+        text.append(forecast)
     table = "\n".join(text)
     files: list[Path] = []
     if out is not None:
@@ -179,6 +182,44 @@ def _withheld(runs: list[Path], labels: list[str]) -> str:
                      f"{rms('omb_rms'):.4g} | {rms('oma_rms'):.4g} | {rms('spread'):.4g} | "
                      f"{np.mean([r['crps'] for r in rows]):.4g} | {consistency:.4g} |")
     return "\n".join(lines) + "\n" if found else ""
+
+
+def _forecasts(runs: list[Path], labels: list[str]) -> str:
+    """RMSE of the emulator's forecasts from each run's analyses at lead days 1, 3, 5, 7
+    and the lead time lost against forecasts from the truth (``cycler forecast``;
+    "" when no run has them)."""
+    from dafusion.cycler.reporting.forecasts import lead_time_lost, mean_by_lead, read_scores
+
+    scores = [(label, read_scores(run)) for label, run in zip(labels, runs)]
+    scores = [(label, rows) for label, rows in scores if rows]
+    if not scores:
+        return ""
+    days = [1, 3, 5, 7]
+    lines = ["### Forecasts from the analyses", "",
+             "`cycler forecast`: RMSE of the emulator's forecasts from each analysis (and "
+             "from the truth at the same times) by lead day, and in brackets the lead time "
+             "lost in hours (the lead at which forecasts from the truth are as bad, minus "
+             "this lead).", "",
+             "| variable | run | " + " | ".join(f"day {d}" for d in days) + " |",
+             "|---|---|" + "---|" * len(days)]
+    channels = list(dict.fromkeys(r["channel"] for _, rows in scores for r in rows))
+    for c in channels:
+        for i, (label, rows) in enumerate(scores):
+            leads, a = mean_by_lead(rows, "analysis", c)
+            _, t = mean_by_lead(rows, "truth", c)
+            if not leads.size:
+                continue
+            lost = lead_time_lost(leads, a, t)
+            cells = []
+            for d in days:
+                hit = np.flatnonzero(leads == 24 * d)
+                cells.append(f"{a[hit[0]]:.4g} ({lost[hit[0]]:.3g})" if hit.size else "")
+            lines.append(f"| {c} | {label} | " + " | ".join(cells) + " |")
+            if i == len(scores) - 1:
+                truth = [f"{t[np.flatnonzero(leads == 24 * d)[0]]:.4g}"
+                         if (leads == 24 * d).any() else "" for d in days]
+                lines.append(f"| {c} | from the truth | " + " | ".join(truth) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def plot_rmse(metrics: list[list[dict[str, Any]]], labels: list[str], channels: list[str],
