@@ -11,6 +11,10 @@ the same analyses (1 = calibrated); CRPS is the mean fair CRPS. Runs are
 comparable only if they share the truth, the analysis times and the channels;
 anything else is refused.
 
+A run of more than 14 days groups its lead days in blocks (about ten columns) and
+gets a steady-state table (``cycler.reporting.steady``: error and spread over its last
+third, their trend with an interval, the day it settled).
+
 Runs with withheld stations (``run.sources.stations.withhold``) get a table of their
 scores at those stations, which no analysis saw (``obs_diagnostics.csv``, source
 ``stations_withheld``, normalised units, analyses after the first): RMS O−B and O−A,
@@ -25,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from dafusion.cycler.reporting.steady import table as steady_table
 from dafusion.cycler.rundir import RunDir, same_identity
 from dafusion.io import write_text
 
@@ -61,13 +66,17 @@ SCORES = {"rmse": "RMSE of the ensemble mean (best in bold)",
           "crps": "Fair CRPS (best in bold)"}
 
 
-def scores_by_lead(rows: list[dict[str, Any]], members: int
+def scores_by_lead(rows: list[dict[str, Any]], members: int, block_days: int = 1
                    ) -> dict[str, dict[str, dict[str, float]]]:
     """score -> channel -> column (``0 h``, ``day d``, ``mean``) -> value; see the module
-    docstring."""
+    docstring. With ``block_days`` b > 1 the lead days are grouped b at a time
+    (``days a-b``), for runs of months."""
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in rows:
-        column = "0 h" if r["lead_hours"] == 0 else f"day {r['lead_hours'] // 24}"
+        day = r["lead_hours"] // 24
+        first = day - day % block_days
+        column = ("0 h" if r["lead_hours"] == 0 else f"day {day}" if block_days == 1
+                  else f"days {first}-{first + block_days - 1}")
         by_channel = groups.setdefault(r["channel"], {})
         by_channel.setdefault(column, []).append(r)
         if r["lead_hours"] > 0:
@@ -75,8 +84,9 @@ def scores_by_lead(rows: list[dict[str, Any]], members: int
     factor = np.sqrt((members + 1) / members)
     out: dict[str, dict[str, dict[str, float]]] = {k: {} for k in SCORES}
     for channel, columns in groups.items():
-        order = sorted(columns, key=lambda c: (c == "mean", c != "0 h",
-                                               int(c.split()[1]) if c.startswith("day") else 0))
+        order = sorted(columns, key=lambda c: (
+            c == "mean", c != "0 h",
+            int(c.split()[1].split("-")[0]) if c.startswith("day") else 0))
         for column in order:
             sel = columns[column]
             rms = float(np.sqrt(np.mean([r["rmse"] ** 2 for r in sel])))
@@ -99,7 +109,9 @@ def compare(runs: list[Path], out: Path | None = None,
     labels = labels or [r.name for r in runs]
     metrics = [RunDir(r).metrics() for r in runs]
     _check_same_cycles(runs, metrics)
-    scores = [scores_by_lead(m, RunDir(r).config().run.members) for m, r in zip(metrics, runs)]
+    block = block_days(max(int(r["lead_hours"]) for r in metrics[0]) // 24)
+    scores = [scores_by_lead(m, RunDir(r).config().run.members, block)
+              for m, r in zip(metrics, runs)]
     channels = list(scores[0]["rmse"])
     columns = list(scores[0]["rmse"][channels[0]])
     text, csv_rows = [], ["score,variable,run," + ",".join(c.replace(" ", "") for c in columns)]
@@ -123,6 +135,9 @@ def compare(runs: list[Path], out: Path | None = None,
                     "0, its spread-skill ratio is not defined (nan) and its CRPS is the "
                     "mean absolute error.\n")
     text.append(_overall(scores, labels, runs))
+    steady = steady_table(list(zip(labels, metrics)), channels)
+    if steady:
+        text.append(steady)
     withheld = _withheld(runs, labels)
     if withheld:
         text.append(withheld)
@@ -138,6 +153,11 @@ def compare(runs: list[Path], out: Path | None = None,
         files = [out / "compare.md", out / "compare.csv",
                  plot_rmse(metrics, labels, channels, out / "compare.png")]
     return table, files
+
+
+def block_days(last_day: int) -> int:
+    """Lead days per column: 1 up to 14 days, then about ten columns for the run."""
+    return 1 if last_day <= 14 else int(np.ceil((last_day + 1) / 10))
 
 
 def _overall(scores: list[dict], labels: list[str], runs: list[Path]) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dafusion.cycler.campaigns.compare import check_comparable, plot_rmse, scores_by_lead
+from dafusion.cycler.reporting.steady import table as steady_table
 from dafusion.cycler.reporting.figures import (
     calibration,
     figure_calibration,
@@ -120,7 +121,8 @@ def _skill_section(runs: list[RunView], out: Path) -> list[str]:
                 lines.append(f"| {ch} | {r.path.name} | {name} | "
                              + " | ".join(f"{values.get(c, np.nan):.4g}" for c in columns)
                              + " |")
-    return lines + [""]
+    steady = steady_table([(r.path.name, r.metrics) for r in runs], first.channels)
+    return lines + [""] + ([steady.replace("### ", "## ", 1)] if steady else [])
 
 
 def _calibration_section(runs: list[RunView], variables: list[str], out: Path) -> list[str]:
