@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from dafusion.cycler.campaigns.compare import check_comparable, plot_rmse, scores_by_lead
-from dafusion.cycler.reporting.steady import table as steady_table
 from dafusion.cycler.reporting.figures import (
     calibration,
     figure_calibration,
@@ -42,6 +41,7 @@ from dafusion.cycler.reporting.figures import (
     units,
 )
 from dafusion.cycler.reporting.runview import ReportError, RunView
+from dafusion.cycler.reporting.steady import table as steady_table
 from dafusion.io import write_text
 
 __all__ = ["ReportError", "RunView", "make_report"]
