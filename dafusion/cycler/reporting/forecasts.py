@@ -43,11 +43,12 @@ COLUMNS = ["init_cycle", "init_time", "start", "lead_hours", "channel", "rmse"]
 
 def forecast_run(run_dir: str | Path, days: float, *, force: bool = False,
                  progress: Callable[..., Any] | None = None) -> Path:
-    """Write ``RUN/forecasts/`` (module docstring); returns the scores' path."""
+    """Write ``RUN/forecasts/`` (module docstring); returns the scores' path. The folder
+    is built as ``forecasts.partial`` and renamed when complete, so an interrupted
+    command (or a failing ``--force``) leaves what was there."""
     from dafusion.data import GriddedSource, demo_truth_path
     from dafusion.emulator.checkpoint import demo_emulator_path, load_emulator
-    from dafusion.emulator.states import initial_state, on_grid
-    from dafusion.io import forecast_dataset, write_netcdf, write_text
+    from dafusion.io import write_text
     from dafusion.progress import null_progress
 
     run = RunDir(run_dir)
@@ -60,45 +61,56 @@ def forecast_run(run_dir: str | Path, days: float, *, force: bool = False,
     hours = model.meta.time_step_hours
     if days <= 0 or (days * 24) % hours:
         raise RunError(f"--days {days:g}: not a positive whole number of {hours}-hour steps")
-    steps = int(days * 24 // hours)
     truth = GriddedSource.open(cfg.run.truth or demo_truth_path(), model.channels,
                                member=cfg.data.member)
-    scored = [c for c in model.channels if c in cfg.data.channels]
-    if force and out.exists():
-        shutil.rmtree(out)
-    out.mkdir()
+    partial = out.with_name(FOLDER + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
     rows: list[dict[str, Any]] = []
     with (progress or null_progress)(len(cycles), "forecasts") as bar:
         for k in cycles:
             analysis = GriddedSource.open(run.path / f"cycle_{k:03d}" / "analysis.nc",
                                           model.channels)
-            t0 = analysis.times[0]
             for start, source, name in (("analysis", analysis, f"cycle_{k:03d}.nc"),
                                         ("truth", truth, f"truth_{k:03d}.nc")):
-                fc = model.forecast(initial_state(source, t0, model, cfg.emulator.regrid),
-                                    steps)
-                write_netcdf(forecast_dataset(fc, model.grid, attrs={
-                    "title": f"dafusion emulator forecast from the {start}",
-                    "initial_state": f"{Path(source.path).name} regridded "
-                                     f"({cfg.emulator.regrid})"}), out / name)
-                valid = fc["valid_time"].values
-                have = np.isin(valid, truth.times)
-                verifying = on_grid(truth, valid[have], model.grid, model.channels,
-                                    cfg.emulator.regrid)
-                for j, lead in enumerate(np.flatnonzero(have)):
-                    err = fc.isel(lead=int(lead), member=0).values - verifying.values[j]
-                    mse = weighted_mean(err**2, model.grid)
-                    lead_h = int(fc["lead_time"].values[lead] / np.timedelta64(1, "h"))
-                    rows += [{"init_cycle": k, "init_time": str(t0)[:16], "start": start,
-                              "lead_hours": lead_h, "channel": c,
-                              "rmse": float(np.sqrt(mse[model.channels.index(c)]))}
-                             for c in scored]
+                rows += _forecast(model, source, analysis.times[0], int(days * 24 // hours),
+                                  cfg, truth, partial / name, k, start)
             bar.update(1)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return write_text(out / SCORES, buffer.getvalue())
+    write_text(partial / SCORES, buffer.getvalue())
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    return out / SCORES
+
+
+def _forecast(model: Any, source: Any, t0: np.datetime64, steps: int, cfg: Any, truth: Any,
+              path: Path, cycle: int, start: str) -> list[dict[str, Any]]:
+    """One forecast from ``source`` at ``t0``, written to ``path``; its score rows."""
+    from dafusion.emulator.states import initial_state, on_grid
+    from dafusion.io import forecast_dataset, write_netcdf
+
+    fc = model.forecast(initial_state(source, t0, model, cfg.emulator.regrid), steps)
+    write_netcdf(forecast_dataset(fc, model.grid, attrs={
+        "title": f"dafusion emulator forecast from the {start}",
+        "initial_state": f"{Path(source.path).name} regridded ({cfg.emulator.regrid})"}),
+        path)
+    valid = fc["valid_time"].values
+    have = np.flatnonzero(np.isin(valid, truth.times))
+    verifying = on_grid(truth, valid[have], model.grid, model.channels, cfg.emulator.regrid)
+    rows = []
+    for j, lead in enumerate(have):
+        mse = weighted_mean((fc.isel(lead=int(lead), member=0).values
+                             - verifying.values[j]) ** 2, model.grid)
+        lead_h = int(fc["lead_time"].values[lead] / np.timedelta64(1, "h"))
+        rows += [{"init_cycle": cycle, "init_time": str(t0)[:16], "start": start,
+                  "lead_hours": lead_h, "channel": c,
+                  "rmse": float(np.sqrt(mse[model.channels.index(c)]))}
+                 for c in model.channels if c in cfg.data.channels]
+    return rows
 
 
 def read_scores(run_dir: str | Path) -> list[dict[str, Any]]:
