@@ -7,7 +7,7 @@ from dafusion.threads import prepare_environment
 
 prepare_environment()  # before any command imports torch
 
-from dafusion.cli import data, emulator, obs, prior, run, world  # noqa: E402,F401 - the groups
+from dafusion.cli import data, emulator, forecast, obs, prior, run, world  # noqa: E402,F401
 from dafusion.cli.main import main  # noqa: E402
 
 __all__ = ["main"]
