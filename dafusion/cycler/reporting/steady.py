@@ -59,8 +59,8 @@ def trend(days: np.ndarray, values: np.ndarray) -> tuple[float, float, float, fl
     residuals = values - (slope * days + intercept)
     n_eff = effective_size(residuals)
     dof = max(n_eff - 2.0, 1.0)
-    spread = float((residuals**2).sum()) / dof
-    se = np.sqrt(spread / float(((days - days.mean()) ** 2).sum()))
+    residual_variance = float((residuals**2).sum()) / dof
+    se = np.sqrt(residual_variance / float(((days - days.mean()) ** 2).sum()))
     half = float(stats.t.ppf(0.975, dof)) * se
     return float(slope), float(slope - half), float(slope + half), n_eff
 
