@@ -121,3 +121,14 @@ def point_variance(spectrum: np.ndarray | torch.Tensor) -> np.ndarray | torch.Te
     two_l_1 = (2 * torch.arange(n, dtype=spectrum.dtype) + 1 if isinstance(spectrum, torch.Tensor)
                else 2 * np.arange(n) + 1)
     return (spectrum * two_l_1).sum(-1) / (4 * math.pi)
+
+
+def degree_covariance(fields: torch.Tensor, analysis: torch.Tensor) -> torch.Tensor:
+    """``(B, C, lat, lon)`` -> ``(B, lmax + 1, C, C)``: per field, the covariance between
+    channels of one real coefficient of degree l, Re Σ_m w_m a_lm,c conj(a_lm,d) / (2l + 1)
+    (its diagonal summed over l with weights 2l + 1 is ∫ f² dΩ, as for ``power_spectrum``)."""
+    lmax = analysis.shape[0] - 1
+    a = coefficients(fields, analysis)  # (B, C, m, l)
+    w = m_weights(lmax, fields.dtype)[:, 0].to(a.dtype)
+    cross = torch.einsum("bcml,bdml,m->blcd", a, a.conj(), w).real
+    return cross / (2 * torch.arange(lmax + 1, dtype=fields.dtype) + 1)[None, :, None, None]

@@ -135,3 +135,122 @@ def test_the_adaptive_scales_travel_through_the_saved_state():
         torch.testing.assert_close(per_channel[k], torch.full_like(per_channel[k], expected),
                                    rtol=1e-5, atol=0)
     assert mode.pseudo_obs(1).lead_hours == 12.0 and mode.pseudo_obs(0).lead_hours == 0.0
+
+
+# --------------------------------------------------------------------------- adaptive inflation
+
+
+def test_inflation_factors_from_the_innovations_by_hand():
+    """Members constant in space: every station of channel c sees the members' values
+    a_mc exactly, so s² = var_m(a_mc) (unbiased) and ρ̂_c = sqrt((mean d² − mean R − U_c)
+    / s²), bounded; computed here without the code's interpolation."""
+    from dafusion.cycler.sources.adaptive import INFLATION_BOUNDS, inflation_factors
+
+    term = _stations(n_t=12, n_sp=15, n_z=3)
+    background = torch.zeros(3, *GRID.shape)
+    level = torch.tensor([[0.05, 0.0, 0.4], [-0.05, 0.0, -0.2], [0.15, 0.0, 0.1],
+                          [-0.15, 0.0, -0.3]], dtype=torch.float64)  # (M, C)
+    members = level[:, :, None, None].expand(4, 3, *GRID.shape).clone()
+    unresolved = {"t850": 0.001, "z500": 0.0, "sp": 0.002}
+    got = inflation_factors(term, background, members, CHANNELS, unresolved)
+    assert set(got) == {"t850", "sp"}  # 3 observations of z500: too few
+    y, r = term.y.double(), term.sigma_y.double()
+    for name, var in (("t850", "temperature"), ("sp", "surface_pressure")):
+        sel = np.array(term.rows.variable) == var
+        k = CHANNELS.index(name)
+        s2 = float(level[:, k].var(unbiased=True))
+        e = float((y[sel] ** 2).mean() - r[sel].mean()) - unresolved[name]
+        expected = float(np.clip(math.sqrt(max(e / s2, 0.0)), *INFLATION_BOUNDS))
+        assert got[name] == pytest.approx(expected, rel=1e-6)  # the operator is float32
+    # the innovations here are ~ the climatological spread: a tight ensemble is inflated
+    # to the upper bound, a wide one deflated to the lower
+    assert inflation_factors(term, background, members * 1e-3, CHANNELS,
+                             unresolved)["t850"] == INFLATION_BOUNDS[1]
+    assert inflation_factors(term, background, members * 1e3, CHANNELS,
+                             unresolved)["t850"] == INFLATION_BOUNDS[0]
+
+
+def _member_cycle(exp, members: int = 4):
+    """A reinit mode advanced from ``members`` perturbed analyses, and its cycle 1."""
+    from dafusion.cycler.sources import Cycle
+
+    mode = exp.mode()
+    rng = np.random.default_rng(3)
+    start = exp.truth.at(exp.times[0]).values.astype(np.float64)
+    mode.advance(0, start[None] * (1 + 0.002 * rng.standard_normal((members,) + start.shape)))
+    t = exp.times[1]
+    truth = torch.as_tensor(exp.normaliser.normalise(exp.truth.at(t).values),
+                            dtype=torch.float32)
+    background = torch.as_tensor(exp.normaliser.normalise(mode.background(1)),
+                                 dtype=torch.float32)
+    return Cycle(1, t, truth, background, mode.pseudo_obs(1))
+
+
+def test_adaptive_inflation_spreads_the_pseudo_observations_by_its_factors():
+    """With ``adaptive_inflation`` member m's pseudo-observation is the members' mean plus
+    ρ_c times its deviation, ρ_c the geometric mean of 1 and this cycle's estimate; the
+    factors travel through ``carry``/``restore`` as JSON."""
+    import json
+
+    from dafusion.cycler.sources import build_sources, carry, observe, restore
+
+    settings = ("run.mode=reinit", "run.reinit=members", "run.members=4", "run.inflation=1.0",
+                "run.sources.emulator.perturb=false")
+    exp = fakes.experiment(*settings, "run.sources.emulator.adaptive_inflation=true")
+    cycle = _member_cycle(exp)
+    sources = build_sources(exp)
+    (adaptive,) = [t for t in observe(sources, cycle) if t.name == "emulator"]
+    (fixed,) = [t for t in observe(build_sources(fakes.experiment(*settings)), cycle)
+                if t.name == "emulator"]
+    rho = sources[-1].inflation
+    assert set(rho) == {"t850", "z500", "sp"}
+    assert len({round(v, 6) for v in rho.values()}) > 1  # estimated per channel
+    y0 = fixed.y.double().reshape(4, 3, -1)
+    y1 = adaptive.y.double().reshape(4, 3, -1)
+    mean = y0.mean(0, keepdim=True)
+    for k, name in enumerate(CHANNELS):
+        torch.testing.assert_close(y1[:, k], mean[:, k] + rho[name] * (y0[:, k] - mean[:, k]),
+                                   rtol=0, atol=2e-5)
+    meta = json.loads(json.dumps(carry(sources)))
+    assert meta["emulator"] == {"inflation": rho}
+    again = build_sources(exp)
+    restore(again, meta)
+    assert again[-1].inflation == rho
+
+
+def test_hybrid_adds_the_members_spread_to_sigma_y_and_observes_their_mean():
+    """``hybrid``: y is the members' mean; Σ_y's point variance grows by exactly the members'
+    area-mean unbiased variance (Parseval, for fields the emulator grid holds)."""
+    from dafusion.cycler.modes import EmulatorState
+    from dafusion.cycler.sources import Cycle, build_sources
+    from dafusion.grids import weighted_mean
+    from dafusion.regrid import max_degree
+    from dafusion.spectra import synthesis
+
+    settings = ("run.mode=reinit", "run.members=4", "run.sources.emulator.perturb=false")
+    exp = fakes.experiment(*settings, "run.sources.emulator.hybrid=true")
+    grid = exp.emulator.grid
+    lmax = max_degree(grid)
+    rng = np.random.default_rng(5)
+    coef = torch.as_tensor(rng.standard_normal((4, 3, lmax + 1, lmax + 1))
+                           + 1j * rng.standard_normal((4, 3, lmax + 1, lmax + 1)))
+    coef = torch.triu(coef.transpose(-1, -2)).transpose(-1, -2)  # a_lm = 0 for m > l
+    coef[..., 0, :] = coef[..., 0, :].real  # m = 0: real
+    scale = torch.tensor([2.0, 300.0, 200.0], dtype=torch.float64)[None, :, None, None]
+    base = exp.truth.at(exp.times[1]).values.mean((-2, -1))[None, :, None, None]
+    values = base + (synthesis(coef, grid) * scale).numpy()
+    state = EmulatorState(values, list(exp.emulator.channels), lead_hours=12.0)
+    cycle = Cycle(1, exp.times[1], torch.zeros(3, *exp.grid.shape), None, state)
+    (hybrid,) = [t for t in build_sources(exp)[-1].terms(cycle) if t.name == "emulator"]
+    (plain,) = [t for t in build_sources(fakes.experiment(*settings))[-1].terms(cycle)
+                if t.name == "emulator"]
+    mean = values.mean(0)
+    normalised = exp.normaliser.normalise(mean)
+    torch.testing.assert_close(hybrid.y.double(), torch.as_tensor(normalised).reshape(-1)
+                               .double(), rtol=0, atol=1e-5)
+    extra = (torch.as_tensor(hybrid.sigma_y) - torch.as_tensor(plain.sigma_y)).reshape(3, -1)
+    spread = weighted_mean(values.var(0, ddof=1), grid)  # (C,), physical
+    expected = exp.normaliser.variance_at(spread, np.arange(3))
+    for k in range(3):
+        torch.testing.assert_close(extra[k], torch.full_like(extra[k], float(expected[k])),
+                                   rtol=1e-6, atol=0)

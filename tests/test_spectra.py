@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from scipy.special import sph_harm_y
 
 from dafusion.grids import EquiangularGrid, LegendreGaussGrid
@@ -67,3 +68,27 @@ def test_era5_to_lucie_regrid_of_a_band_limited_field():
 
     out = SpectralRegridder(src, dst)(torch.as_tensor(field(lat_s, lon_s))).numpy()
     np.testing.assert_allclose(out, field(lat_d, lon_d), atol=1e-9)
+
+
+def test_degree_covariance_is_the_power_spectrum_and_its_polarisation():
+    """Its diagonal is ``power_spectrum`` / (2l + 1) (numpy's quadrature, written apart);
+    off the diagonal, E(f + g) − E(f) − E(g) = 2 (2l + 1) cov(f, g)."""
+    from dafusion.grids import LegendreGaussGrid
+    from dafusion.spectra import analysis_matrix, degree_covariance, power_spectrum
+
+    grid = LegendreGaussGrid(16, 32)
+    lmax = 15
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3) + grid.shape)
+    cov = degree_covariance(torch.as_tensor(x), torch.as_tensor(analysis_matrix(grid, lmax)))
+    assert cov.shape == (2, lmax + 1, 3, 3)
+    two_l_1 = 2 * np.arange(lmax + 1) + 1
+    for b in range(2):
+        for c in range(3):
+            np.testing.assert_allclose(cov[b, :, c, c].numpy() * two_l_1,
+                                       power_spectrum(x[b, c], grid, lmax), rtol=1e-10)
+        cross = (power_spectrum(x[b, 0] + x[b, 2], grid, lmax) - power_spectrum(x[b, 0], grid, lmax)
+                 - power_spectrum(x[b, 2], grid, lmax))
+        np.testing.assert_allclose(2 * two_l_1 * cov[b, :, 0, 2].numpy(), cross, rtol=1e-9,
+                                   atol=1e-9 * np.abs(cross).max())
+        np.testing.assert_allclose(cov[b, :, 0, 2].numpy(), cov[b, :, 2, 0].numpy())

@@ -123,6 +123,8 @@ class EmulatorSourceConfig:
     error_scale: float = 1.0  # multiplies the statistics' Sigma_y
     adaptive: bool = False  # scale Sigma_y per channel from the stations' innovations
     perturb: bool = True  # member m sees the forecast plus its own draw of the errors
+    hybrid: bool = False  # Σ_y + the members' forecast covariance per degree; y their mean
+    adaptive_inflation: bool = False  # spread the members' forecasts by ρ_c from innovations
     sigma_y: float = 0.1  # normalised variance (error_model constant)
     gamma: typing.Union[float, Literal["prior"]] = 0.1
 
@@ -133,6 +135,7 @@ class EmulatorSourceConfig:
         if self.gamma != "prior":
             non_negative(self, path, "gamma")
         if self.error_model == "constant" and (self.gamma == "prior" or self.adaptive
+                                                or self.hybrid
                                                 or self.covariance != "diagonal"):
             raise ConfigError(f"{path}: error_model constant has no spectrum; use "
                               "covariance diagonal and a number for gamma")

@@ -51,8 +51,7 @@ from dafusion.regrid import make_regridder, max_degree
 from dafusion.spectra import (
     analysis_matrix,
     coefficient_power,
-    coefficients,
-    m_weights,
+    degree_covariance,
     point_variance,
 )
 
@@ -75,7 +74,6 @@ def error_statistics(model: ForecastModel, source: GriddedSource, inits: np.ndar
     leads = np.arange(1, n_steps + 1) * model.time_step
     total = np.zeros((n_steps, lmax + 1, len(channels), len(channels)))
     analysis = torch.as_tensor(analysis_matrix(grid, lmax))
-    weight = m_weights(lmax)[:, 0]
     states = []
     with (progress or null_progress)(inits.size, "error statistics") as bar:
         for start in range(0, inits.size, batch):
@@ -85,9 +83,7 @@ def error_statistics(model: ForecastModel, source: GriddedSource, inits: np.ndar
             fc = model.forecast(init, n_steps).sel(channel=channels).values  # (lead, B, C, h, w)
             for k, t in enumerate(t0):
                 truth = on_grid(source, t + leads, grid, channels, method).values
-                a = coefficients(torch.as_tensor(fc[:, k] - truth), analysis)  # (lead, C, m, l)
-                cross = torch.einsum("xcml,xdml,m->xlcd", a, a.conj(), weight.to(a.dtype))
-                total += cross.real.numpy() / (2 * ell + 1)[None, :, None, None]
+                total += degree_covariance(torch.as_tensor(fc[:, k] - truth), analysis).numpy()
                 states.append(init.values[k])
             bar.update(t0.size)
     states = np.stack(states)

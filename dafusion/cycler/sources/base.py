@@ -80,7 +80,8 @@ def build_sources(exp: Experiment, emulator_term: bool = True) -> list[Observati
         sources.append(EmulatorSource(
             src.emulator, exp.emulator_errors, exp.emulator.grid, exp.channels,
             exp.normaliser, exp.grid, exp.cfg.emulator.regrid, run.seed, run.members,
-            innovations=stations if src.emulator.adaptive else None))
+            innovations=stations if src.emulator.adaptive or src.emulator.adaptive_inflation
+            else None))
     return sources
 
 
