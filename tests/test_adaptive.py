@@ -188,7 +188,7 @@ def _member_cycle(exp, members: int = 4):
 
 def test_adaptive_inflation_spreads_the_pseudo_observations_by_its_factors():
     """With ``adaptive_inflation`` member m's pseudo-observation is the members' mean plus
-    ρ_c times its deviation, ρ_c the geometric mean of 1 and this cycle's estimate; the
+    ρ_c times its deviation, ρ_c = ρ̂_c^α (smoothed from 1) with this cycle's estimate; the
     factors travel through ``carry``/``restore`` as JSON."""
     import json
 

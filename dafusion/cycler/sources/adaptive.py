@@ -26,7 +26,9 @@ the background ensemble's covariance times ρ²). With s²_i the members' unbias
 variance at observation i of channel c (the forecasts regridded to the analysis
 grid and interpolated by the stations' own operator), ρ̂²_c = (mean d² − mean R −
 U_c) / mean s², ρ̂_c bounded to [0.5, 2] (deflation as well as inflation) and
-smoothed over cycles in log space as above. The members' forecasts are spread about
+smoothed over cycles in log space as above, with α = 0.1: one cycle's estimate from
+~100 correlated innovations per channel scatters by ±30 % (a 10-day run with α = 0.5,
+docs/long_cycles.md), the spread drifts over days. The members' forecasts are spread about
 their mean by ρ_c before they guide. Where the fixed ``run.inflation`` is
 chosen once, this factor follows the cycle: it falls below 1 when the forecasts'
 spread outgrows their error (docs/long_cycles.md).
@@ -44,6 +46,7 @@ from dafusion.obs.base import LikelihoodTerm
 SMOOTHING = 0.5  # α
 BOUNDS = (1.0, 1000.0)
 INFLATION_BOUNDS = (0.5, 2.0)  # ρ
+INFLATION_SMOOTHING = 0.1  # α of ρ
 MIN_OBSERVATIONS = 10  # of a channel in one cycle, to estimate its variance
 
 
@@ -100,7 +103,8 @@ def _innovations(stations: LikelihoodTerm, background: torch.Tensor
     return d, r, torch.as_tensor(np.asarray(where[2]))
 
 
-def smoothed(previous: dict[str, float], estimate: dict[str, float]) -> dict[str, float]:
+def smoothed(previous: dict[str, float], estimate: dict[str, float],
+             alpha: float = SMOOTHING) -> dict[str, float]:
     """log s_k = (1 − α) log s_{k−1} + α log ŝ_k per channel (s_{−1} = 1)."""
-    return {c: math.exp((1 - SMOOTHING) * math.log(previous.get(c, 1.0))
-                        + SMOOTHING * math.log(v)) for c, v in estimate.items()}
+    return {c: math.exp((1 - alpha) * math.log(previous.get(c, 1.0))
+                        + alpha * math.log(v)) for c, v in estimate.items()}

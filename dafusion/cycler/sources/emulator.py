@@ -20,7 +20,12 @@ import torch
 import xarray as xr
 
 from dafusion.cycler import seeding
-from dafusion.cycler.sources.adaptive import inflation_factors, innovation_scales, smoothed
+from dafusion.cycler.sources.adaptive import (
+    INFLATION_SMOOTHING,
+    inflation_factors,
+    innovation_scales,
+    smoothed,
+)
 from dafusion.emulator.errors import at_lead
 from dafusion.obs.forecast import ForecastObs
 from dafusion.regrid import make_regridder, max_degree
@@ -68,7 +73,7 @@ class EmulatorSource:
                 self.error_scale, self._estimate(cycle, state, cycle.background))}
         if s.adaptive_inflation and known and state.values.shape[0] > 1:
             self.inflation = {**self.inflation, **smoothed(
-                self.inflation, self._inflation_estimate(cycle, state))}
+                self.inflation, self._inflation_estimate(cycle, state), INFLATION_SMOOTHING)}
             state = self._inflated(state)
         scale = self.error_scale
         values = state.values
