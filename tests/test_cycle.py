@@ -188,11 +188,14 @@ def test_resume_after_sigkill_gives_the_same_metrics(fakes, tmp_path):
     assert res.returncode == 1 and "already complete" in res.stderr
 
 
-def test_resume_after_a_crash_inside_a_cycle_write(fakes, tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [[], ["run.sources.emulator.adaptive_inflation=true"]],
+                         ids=["default", "adaptive-inflation"])
+def test_resume_after_a_crash_inside_a_cycle_write(fakes, tmp_path, monkeypatch, extra):
     """A crash while cycle 2 writes its tables leaves a '.partial' file and the state of
-    cycle 1: resume recomputes cycle 2 and ends as an uninterrupted run."""
+    cycle 1 (with the adaptive inflation factors it estimated): resume recomputes cycle 2
+    and ends as an uninterrupted run."""
     tmp, sets = fakes
-    cfg = cycle_fakes.config(sets, "run.mode=reinit")
+    cfg = cycle_fakes.config(sets, "run.mode=reinit", *extra)
     start_run(cfg, tmp_path / "full")
     cycle_fakes.crash_at_metrics_write(monkeypatch, 3, partial=True)
     with pytest.raises(KeyboardInterrupt):
@@ -203,6 +206,8 @@ def test_resume_after_a_crash_inside_a_cycle_write(fakes, tmp_path, monkeypatch)
     resume_run(tmp_path / "cut")
     assert ((tmp_path / "cut" / "metrics.csv").read_text()
             == (tmp_path / "full" / "metrics.csv").read_text())
+    if extra:  # the factors were estimated and logged every cycle after the first
+        assert (tmp_path / "full" / "log.txt").read_text().count("; emulator inflation ") == 2
 
 
 # --------------------------------------------------------------------------- compare, sweep
