@@ -113,7 +113,11 @@ class EmulatorSourceConfig:
     statistics' climatological spectrum (needs ``statistics``). ``adaptive``: scale
     Σ_y per channel every cycle from the stations' innovations (``cycler.sources.adaptive``).
     ``perturb``: perturbed pseudo-observations, member m's forecast plus a draw of
-    the error model (``obs.forecast``).
+    the error model (``obs.forecast``). ``adaptive_inflation``: spread the members'
+    forecasts about their mean by ρ_c per channel, estimated every cycle from the
+    stations' innovations (on top of ``run.inflation``; set that to 1). ``hybrid``: Σ_y
+    plus the members' forecast covariance per degree, and their mean as the
+    pseudo-observation (an ablation: under-dispersed, docs/long_cycles.md).
     """
 
     weight: float = 1.0  # lambda of eq. 14 (on this term)
