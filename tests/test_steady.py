@@ -73,3 +73,19 @@ def test_compare_groups_lead_days_of_a_long_run_in_blocks():
     assert list(scores["rmse"]["t850"])[:3] == ["0 h", "days 0-3", "days 4-7"]
     first = [r["rmse"] for r in rows if 0 < r["lead_hours"] < 96]
     assert scores["rmse"]["t850"]["days 0-3"] == pytest.approx(np.sqrt(np.mean(np.square(first))))
+
+
+def test_the_steady_state_over_the_last_days_uses_exactly_those_analyses():
+    """``days``: the analyses with lead ≥ last lead − 24·days, and no others (a 60-day run's
+    last 30 days are 61 analyses); RMS error and the slope recomputed here."""
+    rows = _rows(lambda d: 1.0 + 0.01 * d + 0.3 * np.sin(d), days=60)
+    s = steady_state(rows, "t850", days=30)
+    last = [r for r in rows if r["lead_hours"] >= 24 * 30]
+    assert s.n == len(last) == 61
+    rmse = np.array([r["rmse"] for r in last])
+    assert s.error == pytest.approx(float(np.sqrt(np.mean(rmse ** 2))), rel=1e-12)
+    days = np.array([r["lead_hours"] for r in last]) / 24
+    assert s.trend == pytest.approx(10 * stats.linregress(days, rmse).slope, rel=1e-9)
+    assert s.n != steady_state(rows, "t850").n  # the last third is 20 days
+    assert table([("r", rows)], ["t850"], days=30).startswith(
+        "### Steady state (the last 30 days of each run)")

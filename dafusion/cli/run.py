@@ -183,8 +183,11 @@ def _summary(run_dir: Path) -> None:
               help="Write compare.md, compare.csv and compare.png here (campaign.* for a "
               "campaign).")
 @click.option("--force", is_flag=True, help="Replace a comparison already in --out.")
+@click.option("--steady-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="The steady state over the runs' last N days (default: their last third).")
 @friendly
-def compare_cmd(runs: tuple[str, ...], out: str | None, force: bool) -> None:
+def compare_cmd(runs: tuple[str, ...], out: str | None, force: bool,
+                steady_days: float | None) -> None:
     """RMSE by variable and lead day for runs over the same truth and window; one campaign
     directory (cycler sweep --starts): the settings over its windows, with confidence
     intervals and a paired comparison."""
@@ -206,7 +209,8 @@ def compare_cmd(runs: tuple[str, ...], out: str | None, force: bool) -> None:
     if campaign:
         table, files = statistics.compare_campaign(Path(runs[0]), Path(out) if out else None)
     else:
-        table, files = runs_compare.compare([Path(r) for r in runs], Path(out) if out else None)
+        table, files = runs_compare.compare([Path(r) for r in runs], Path(out) if out else None,
+                                            steady_days=steady_days)
     click.echo(table)
     for f in files:
         click.echo(f"wrote {f}")

@@ -98,10 +98,11 @@ def scores_by_lead(rows: list[dict[str, Any]], members: int, block_days: int = 1
     return out
 
 
-def compare(runs: list[Path], out: Path | None = None,
-            labels: list[str] | None = None) -> tuple[str, list[Path]]:
+def compare(runs: list[Path], out: Path | None = None, labels: list[str] | None = None,
+            steady_days: float | None = None) -> tuple[str, list[Path]]:
     """Markdown tables (RMSE, spread-skill, CRPS; best per variable and column in bold),
-    plus files in ``out``: ``compare.md``, ``compare.csv``, ``compare.png``."""
+    plus files in ``out``: ``compare.md``, ``compare.csv``, ``compare.png``;
+    ``steady_days``: the steady state over the runs' last days, not their last third."""
     runs = [Path(r) for r in runs]
     if not runs:
         raise CompareError("no runs given")
@@ -135,7 +136,7 @@ def compare(runs: list[Path], out: Path | None = None,
                     "0, its spread-skill ratio is not defined (nan) and its CRPS is the "
                     "mean absolute error.\n")
     text.append(_overall(scores, labels, runs))
-    steady = steady_table(list(zip(labels, metrics)), channels)
+    steady = steady_table(list(zip(labels, metrics)), channels, steady_days)
     if steady:
         text.append(steady)
     withheld = _withheld(runs, labels)

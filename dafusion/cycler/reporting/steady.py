@@ -3,8 +3,9 @@
 For one channel of one run, over the analyses after the first (``metrics.csv``):
 
 * ``error`` and ``spread``: the RMS over the **last third** of the run (lead ≥ ⅔ of
-  the last lead) of the analyses' RMSE and spread;
-* ``trend``: the least-squares slope of the RMSE against time over the last third,
+  the last lead), or over its last ``days`` days when they are given (``cycler
+  compare --steady-days``), of the analyses' RMSE and spread;
+* ``trend``: the least-squares slope of the RMSE against time over the same analyses,
   per 10 days, with a 95 % interval that allows for the analyses' serial correlation
   (consecutive 12-hourly analyses are not independent): the residuals' lag-1
   autocorrelation r₁ ≥ 0 gives n_eff = n (1 − r₁) / (1 + r₁), the slope's standard
@@ -65,16 +66,17 @@ def trend(days: np.ndarray, values: np.ndarray) -> tuple[float, float, float, fl
     return float(slope), float(slope - half), float(slope + half), n_eff
 
 
-def steady_state(rows: list[dict[str, Any]], channel: str) -> SteadyState | None:
-    """The steady state of ``channel`` from ``metrics.csv`` rows (None: fewer than 6
-    analyses in the last third, too short to tell)."""
+def steady_state(rows: list[dict[str, Any]], channel: str,
+                 days: float | None = None) -> SteadyState | None:
+    """The steady state of ``channel`` from ``metrics.csv`` rows over the last third, or
+    the last ``days`` days (None: fewer than 6 analyses there, too short to tell)."""
     sel = sorted((int(r["lead_hours"]), float(r["rmse"]), float(r["spread"]))
                  for r in rows if r["channel"] == channel and int(r["lead_hours"]) > 0)
     if not sel:
         return None
     lead = np.array([s[0] for s in sel], float)
     rmse, spread = np.array([s[1] for s in sel]), np.array([s[2] for s in sel])
-    last = lead >= lead[-1] * 2 / 3
+    last = lead >= (lead[-1] * 2 / 3 if days is None else lead[-1] - 24 * days)
     if last.sum() < 6:
         return None
     slope, low, high, n_eff = trend(lead[last] / 24, rmse[last])
@@ -91,10 +93,13 @@ def steady_state(rows: list[dict[str, Any]], channel: str) -> SteadyState | None
                        10 * low, 10 * high, settled, int(last.sum()), n_eff)
 
 
-def table(runs: list[tuple[str, list[dict[str, Any]]]], channels: list[str]) -> str:
-    """Markdown: one line per channel and run ("" when every run is too short)."""
-    lines = ["### Steady state (last third of each run)", "",
-             "RMS error and spread over the last third; the RMSE's trend per 10 days with its "
+def table(runs: list[tuple[str, list[dict[str, Any]]]], channels: list[str],
+          days: float | None = None) -> str:
+    """Markdown: one line per channel and run ("" when every run is too short); over the
+    last third of each run, or its last ``days`` days."""
+    span = "the last third" if days is None else f"the last {days:g} days"
+    lines = [f"### Steady state ({span} of each run)", "",
+             f"RMS error and spread over {span}; the RMSE's trend per 10 days with its "
              "95 % interval (serial correlation allowed for; `cycler.reporting.steady`); the "
              "first lead day at the steady-state error.", "",
              "| variable | run | error | spread | trend / 10 days [95 %] | settled from day |",
@@ -102,7 +107,7 @@ def table(runs: list[tuple[str, list[dict[str, Any]]]], channels: list[str]) -> 
     found = False
     for c in channels:
         for label, rows in runs:
-            s = steady_state(rows, c)
+            s = steady_state(rows, c, days)
             if s is None:
                 continue
             found = True
