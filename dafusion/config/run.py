@@ -239,6 +239,18 @@ class RunConfig:
         if (self.days * 24) % self.cycle_hours:
             raise ConfigError(f"{path}.days: {self.days} days is not a whole number of "
                               f"{self.cycle_hours}-hour cycles")
+        spread = self.sources.emulator
+        if (spread.adaptive_inflation or spread.hybrid) and not (
+                self.mode == "reinit" and self.reinit == "members" and self.members >= 2
+                and self.method == "diffusion"):
+            key = "adaptive_inflation" if spread.adaptive_inflation else "hybrid"
+            raise ConfigError(f"{path}.sources.emulator.{key}: needs the members' forecasts: "
+                              f"mode reinit, reinit members, members >= 2 and method diffusion "
+                              f"(got mode {self.mode}, reinit {self.reinit}, members "
+                              f"{self.members}, method {self.method})")
+        if spread.adaptive_inflation and not self.sources.stations.enabled:
+            raise ConfigError(f"{path}.sources.emulator.adaptive_inflation: estimated from the "
+                              "stations' innovations; enable run.sources.stations")
         if self.method == "letkf" and not (self.mode == "reinit" and self.reinit == "members"
                                            and self.members >= 2):
             raise ConfigError(f"{path}.method: letkf needs an ensemble of forecasts: mode "

@@ -7,6 +7,11 @@ Its error: one constant, or the emulator's error statistics at the state's lead
 per-channel scales estimated from the stations' innovations (``adaptive.py``), which
 this source keeps across cycles. With ``perturb`` member m sees the state plus its own
 draw of the error model, from ``cycler.seeding.perturbation_generators(run.seed, k)``.
+
+Reinit members only: ``adaptive_inflation`` spreads the members' forecasts about their
+mean by per-channel factors estimated from the stations' innovations (``adaptive.py``,
+kept across cycles); ``hybrid`` adds the members' covariance per degree to Σ_y and
+observes their mean instead (docs/long_cycles.md).
 """
 
 from __future__ import annotations
