@@ -26,12 +26,12 @@ the background ensemble's covariance times ρ²). With s²_i the members' unbias
 variance at observation i of channel c (the forecasts regridded to the analysis
 grid and interpolated by the stations' own operator), ρ̂²_c = (mean d² − mean R −
 U_c) / mean s², ρ̂_c bounded to [0.5, 2] (deflation as well as inflation) and
-smoothed over cycles in log space as above, with α = 0.1: one cycle's estimate from
-~100 correlated innovations per channel scatters by ±30 % (a 10-day run with α = 0.5,
-docs/long_cycles.md), the spread drifts over days. The members' forecasts are spread about
-their mean by ρ_c before they guide. Where the fixed ``run.inflation`` is
-chosen once, this factor follows the cycle: it falls below 1 when the forecasts'
-spread outgrows their error (docs/long_cycles.md).
+smoothed over cycles in log space as above, with α = 0.1: one cycle's estimate
+from about 120 correlated innovations per channel scatters by ±30 % (a 10-day run
+with α = 0.5, docs/long_cycles.md), while the spread drifts over days. The members'
+forecasts are spread about their mean by ρ_c before they guide. Where the fixed
+``run.inflation`` is chosen once, this factor follows the cycle: it falls below 1
+when the forecasts' spread outgrows their error (docs/long_cycles.md).
 """
 
 from __future__ import annotations
