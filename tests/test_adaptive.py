@@ -254,3 +254,18 @@ def test_hybrid_adds_the_members_spread_to_sigma_y_and_observes_their_mean():
     for k in range(3):
         torch.testing.assert_close(extra[k], torch.full_like(extra[k], float(expected[k])),
                                    rtol=1e-6, atol=0)
+
+
+def test_a_channel_without_an_estimate_this_cycle_keeps_its_scale():
+    """Scales of channels the stations did not observe enough this cycle are kept, for
+    this cycle's Σ_y and the next (they were dropped before)."""
+    from dafusion.cycler.sources import build_sources, observe
+
+    exp = fakes.experiment("run.mode=reinit", "run.sources.emulator.adaptive=true")
+    sources = build_sources(exp)
+    emulator = sources[-1]
+    emulator.error_scale = {"t850": 2.5, "z500": 3.0}
+    emulator._estimate = lambda cycle, state, background: {"t850": 10.0}
+    cycle = _member_cycle(exp, members=2)
+    observe(sources, cycle)
+    assert emulator.error_scale == pytest.approx({"t850": 5.0, "z500": 3.0})
