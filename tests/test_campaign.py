@@ -114,6 +114,8 @@ def test_compare_on_the_command_line_takes_a_campaign_directory(fakes, tmp_path)
     res = CliRunner().invoke(main, ["compare", str(tmp_path / "camp")])
     assert res.exit_code == 0, res.output
     assert "1 settings x 2 windows" in res.output and "campaign.png" in res.output
+    res = CliRunner().invoke(main, ["compare", str(tmp_path / "camp"), "--steady-days", "3"])
+    assert res.exit_code == 2 and "--steady-days: for runs" in res.output
 
 
 def test_an_interrupted_sweep_interrupts_its_child_runs(fakes, tmp_path, monkeypatch):

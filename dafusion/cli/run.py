@@ -200,6 +200,8 @@ def compare_cmd(runs: tuple[str, ...], out: str | None, force: bool,
     if twice:
         raise click.UsageError(f"{', '.join(twice)}: given more than once; name each run once")
     campaign = len(runs) == 1 and is_campaign(Path(runs[0]))
+    if campaign and steady_days is not None:
+        raise click.UsageError("--steady-days: for runs; a campaign compares its windows")
     if out is not None and not force:
         names = statistics.FILES if campaign else runs_compare.FILES
         there = [n for n in names if (Path(out) / n).exists()]
